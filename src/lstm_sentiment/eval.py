@@ -1,0 +1,41 @@
+"""Evaluate a checkpoint on the test split: ``python -m lstm_sentiment.eval ckpt_path=PATH``."""
+
+from __future__ import annotations
+
+import hydra
+import lightning.pytorch as pl
+import torch
+from hydra.utils import instantiate
+from omegaconf import DictConfig
+
+from lstm_sentiment.config import CONFIG_DIR
+from lstm_sentiment.models.sentiment_module import SentimentModule
+from lstm_sentiment.train import instantiate_all
+
+
+def evaluate(cfg: DictConfig) -> dict[str, float]:
+    if cfg.get("seed") is not None:
+        pl.seed_everything(cfg.seed, workers=True)
+    datamodule = instantiate(cfg.data)
+    datamodule.prepare_data()
+    datamodule.setup("test")
+    checkpoint = torch.load(cfg.ckpt_path, map_location="cpu", weights_only=True)
+    saved = checkpoint.get(type(datamodule).__qualname__, {})
+    if saved.get("vocab") and saved["vocab"] != datamodule.vocab.itos:
+        raise ValueError(
+            f"{cfg.ckpt_path} was trained with another vocabulary than data.* builds now: "
+            "use the data settings of its training run (see its .hydra/config.yaml)"
+        )
+    model = SentimentModule.load_from_checkpoint(cfg.ckpt_path, map_location="cpu")
+    trainer = instantiate(cfg.trainer, logger=instantiate_all(cfg.get("logger")) or False)
+    trainer.test(model, datamodule=datamodule)
+    return {k: float(v) for k, v in trainer.callback_metrics.items()}
+
+
+@hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="eval")
+def main(cfg: DictConfig) -> None:
+    evaluate(cfg)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,76 @@
+"""The network: Embedding -> recurrent layers -> dropout -> Linear -> one logit per review."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+from torch.nn.utils.rnn import pack_padded_sequence
+
+from lstm_sentiment.data.vocab import PAD_ID
+
+RNN_TYPES = {"lstm": nn.LSTM, "gru": nn.GRU, "rnn": nn.RNN}
+
+
+class LSTMClassifier(nn.Module):
+    """Reads each review up to its real last token and classifies from the state there.
+
+    Every call starts from a zero state (the reference recipe carried the state of one shuffled
+    batch into the next) and takes any batch size (it built a fixed-size state that broke on the
+    last partial batch). ``pack=True`` runs packed sequences, so pads are never read; ``pack=False``
+    runs the padded batch and gathers each review's output at ``length - 1``, which is exact for a
+    one-directional network because the pads come after that position.
+    """
+
+    def __init__(
+        self,
+        vocab_size: int,
+        embedding_dim: int = 128,
+        hidden_size: int = 128,
+        num_layers: int = 1,
+        dropout: float = 0.3,
+        bidirectional: bool = False,
+        rnn_type: str = "lstm",
+        pack: bool = True,
+    ):
+        super().__init__()
+        if rnn_type not in RNN_TYPES:
+            raise ValueError(f"rnn_type must be one of {sorted(RNN_TYPES)}, got {rnn_type!r}")
+        self.rnn_type, self.pack, self.bidirectional = rnn_type, pack, bidirectional
+        self.embedding = nn.Embedding(vocab_size, embedding_dim, padding_idx=PAD_ID)
+        self.rnn = RNN_TYPES[rnn_type](
+            embedding_dim,
+            hidden_size,
+            num_layers,
+            batch_first=True,
+            dropout=dropout if num_layers > 1 else 0.0,
+            bidirectional=bidirectional,
+        )
+        self.dropout = nn.Dropout(dropout)
+        self.fc = nn.Linear(hidden_size * (2 if bidirectional else 1), 1)
+
+    def features(self, ids: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        """The top layer's state at each review's last real token: [B, H * directions]."""
+        x = self.embedding(ids)
+        if self.pack or self.bidirectional:
+            # The backward direction must start at the real last token, so bidirectional packs.
+            packed = pack_padded_sequence(x, lengths.cpu(), batch_first=True, enforce_sorted=False)
+            _, state = self.rnn(packed)
+            h_n = state[0] if isinstance(state, tuple) else state  # LSTM returns (h, c)
+            if self.bidirectional:
+                return torch.cat([h_n[-2], h_n[-1]], dim=-1)
+            return h_n[-1]
+        out, _ = self.rnn(x)
+        return out[torch.arange(len(ids), device=ids.device), lengths.to(ids.device) - 1]
+
+    def forward(self, ids: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        return self.fc(self.dropout(self.features(ids, lengths))).squeeze(-1)
+
+    def per_token_logits(self, ids: torch.Tensor) -> torch.Tensor:
+        """The logit after each token, [B, T]: the many-to-many reading of the network.
+
+        Position ``t`` is exactly what ``forward`` gives for the review cut after token ``t``.
+        """
+        if self.bidirectional:
+            raise ValueError("per-token probabilities need a one-directional network")
+        out, _ = self.rnn(self.embedding(ids))
+        return self.fc(self.dropout(out)).squeeze(-1)

@@ -1,0 +1,124 @@
+"""The LightningModule: loss, metrics and optimizer around the LSTMClassifier."""
+
+from __future__ import annotations
+
+import lightning.pytorch as pl
+import torch
+from torch import nn
+from torchmetrics import MaxMetric, MeanMetric, MetricCollection
+from torchmetrics.classification import BinaryAccuracy, BinaryAUROC, BinaryF1Score
+
+from lstm_sentiment.models.components.lstm import LSTMClassifier
+
+SCHEDULERS = (None, "none", "cosine", "plateau")
+
+
+def stage_metrics(stage: str) -> MetricCollection:
+    # Fed probabilities: thresholds at 0.5 for acc/F1, and AUROC ranks them.
+    return MetricCollection(
+        {"acc": BinaryAccuracy(), "f1": BinaryF1Score(), "auroc": BinaryAUROC()},
+        prefix=f"{stage}/",
+    )
+
+
+class SentimentModule(pl.LightningModule):
+    """Binary review sentiment with ``BCEWithLogitsLoss`` (the recipe's sigmoid + ``BCELoss`` is
+    less stable: it saturates where the logit form does not).
+
+    Every constructor argument is a plain number or string, saved as a hyperparameter, so the
+    checkpoint rebuilds the network on its own and loads with ``weights_only=True``.
+    Gradient clipping is the Trainer's job (``trainer.gradient_clip_val``).
+    """
+
+    def __init__(
+        self,
+        vocab_size: int,
+        rnn_type: str = "lstm",
+        embedding_dim: int = 128,
+        hidden_size: int = 128,
+        num_layers: int = 1,
+        dropout: float = 0.3,
+        bidirectional: bool = False,
+        pack: bool = True,
+        lr: float = 3e-3,
+        weight_decay: float = 0.0,
+        scheduler: str | None = None,
+    ):
+        super().__init__()
+        if scheduler not in SCHEDULERS:
+            raise ValueError(f"model.scheduler must be one of {SCHEDULERS}, got {scheduler!r}")
+        self.save_hyperparameters()
+        self.net = LSTMClassifier(
+            vocab_size=vocab_size,
+            embedding_dim=embedding_dim,
+            hidden_size=hidden_size,
+            num_layers=num_layers,
+            dropout=dropout,
+            bidirectional=bidirectional,
+            rnn_type=rnn_type,
+            pack=pack,
+        )
+        self.loss_fn = nn.BCEWithLogitsLoss()
+        # one metric object per stage, as torchmetrics wants ("train" can't be a ModuleDict key)
+        self.train_metrics = stage_metrics("train")
+        self.val_metrics, self.val_loss = stage_metrics("val"), MeanMetric()
+        self.test_metrics, self.test_loss = stage_metrics("test"), MeanMetric()
+        self.val_acc_best = MaxMetric()
+
+    def forward(self, ids: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        """Logits [B] (apply ``sigmoid`` for the positive probability)."""
+        return self.net(ids, lengths)
+
+    def _step(self, batch: dict[str, torch.Tensor], stage: str) -> torch.Tensor:
+        logits = self(batch["ids"], batch["lengths"])
+        loss = self.loss_fn(logits, batch["labels"])
+        if not torch.isfinite(loss):
+            raise FloatingPointError(
+                f"{stage} loss is {loss.item()} at global step {self.global_step} "
+                f"(epoch {self.current_epoch}): lower model.lr, keep trainer.gradient_clip_val on"
+            )
+        getattr(self, f"{stage}_metrics").update(torch.sigmoid(logits.detach()), batch["labels"].long())
+        return loss
+
+    def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        loss = self._step(batch, "train")
+        size = len(batch["labels"])
+        self.log("train/loss", loss, on_step=True, on_epoch=True, prog_bar=True, batch_size=size)
+        self.log_dict(self.train_metrics, on_step=False, on_epoch=True, batch_size=size)
+        return loss
+
+    def _eval_step(self, batch: dict[str, torch.Tensor], stage: str) -> None:
+        loss = self._step(batch, stage)
+        mean_loss, metrics = getattr(self, f"{stage}_loss"), getattr(self, f"{stage}_metrics")
+        mean_loss.update(loss, weight=len(batch["labels"]))
+        self.log(f"{stage}/loss", mean_loss, on_epoch=True, prog_bar=stage == "val")
+        self.log_dict(metrics, on_epoch=True, prog_bar=stage == "val")
+
+    def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
+        self._eval_step(batch, "val")
+
+    def test_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
+        self._eval_step(batch, "test")
+
+    def on_train_start(self) -> None:
+        # the sanity-check validation must not count as the best epoch
+        self.val_acc_best.reset()
+
+    def on_validation_epoch_end(self) -> None:
+        self.val_acc_best(self.val_metrics["acc"].compute())
+        self.log("val/acc_best", self.val_acc_best.compute(), sync_dist=True, prog_bar=True)
+
+    def configure_optimizers(self):
+        hp = self.hparams
+        optimizer = torch.optim.Adam(self.parameters(), lr=hp.lr, weight_decay=hp.weight_decay)
+        if hp.scheduler == "cosine":
+            steps = self.trainer.estimated_stepping_batches
+            scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=steps)
+            return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+        if hp.scheduler == "plateau":
+            scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, factor=0.5, patience=1)
+            return {
+                "optimizer": optimizer,
+                "lr_scheduler": {"scheduler": scheduler, "monitor": "val/loss"},
+            }
+        return optimizer
