@@ -65,8 +65,8 @@ def compose_config(
             "model.hidden_size=16",
             "trainer.max_epochs=2",
             "trainer.log_every_n_steps=1",
-            "trainer.enable_model_summary=false",
-            "callbacks.rich_progress_bar=null",
+            "++trainer.enable_model_summary=false",
+            "++callbacks.rich_progress_bar=null",
         ]
     GlobalHydra.instance().clear()
     with initialize_config_dir(version_base="1.3", config_dir=CONFIG_DIR):
@@ -83,3 +83,15 @@ def train_cfg(tmp_path, tiny_data_dir):
         return compose_config("train", tmp_path, tiny_data_dir, list(overrides))
 
     return make
+
+
+@pytest.fixture(scope="session")
+def tiny_checkpoint(tmp_path_factory, tiny_data_dir) -> Path:
+    """The best checkpoint of a model trained by the real ``train()`` on the tiny reviews (a few
+    seconds), shared by the tests that use a trained model (predict, export)."""
+    from lstm_sentiment.train import train
+
+    tmp = tmp_path_factory.mktemp("tiny_model")
+    overrides = ["~logger", "callbacks.early_stopping=null", "callbacks.lr_monitor=null"]
+    _, trainer = train(compose_config("train", tmp, tiny_data_dir, overrides))
+    return Path(trainer.checkpoint_callback.best_model_path)

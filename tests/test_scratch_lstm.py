@@ -19,6 +19,15 @@ except ModuleNotFoundError:  # package not installed: use the src layout directl
 TOL = {torch.float64: 1e-10, torch.float32: 1e-5}
 
 
+@pytest.fixture(autouse=True, scope="module")
+def single_thread():
+    """These tensors are tiny: extra intra-op threads only add stalls on a busy 2-core box."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 def close(actual, expected, dtype=torch.float64):
     torch.testing.assert_close(actual, expected, atol=TOL[dtype], rtol=0)
 
@@ -70,20 +79,12 @@ def check_against_torch(ref, scratch, x, hx, dtype, lengths=None):
         close(grads[name], ref_grads[name], dtype)
 
 
-def inputs(
-    input_size,
-    hidden_size,
-    num_layers,
-    bidirectional,
-    batch_first,
-    given_state,
-    batch,
-    seq_len,
-    dtype,
-):
-    x = torch.randn(batch, seq_len, input_size, dtype=dtype)
-    x = x if batch_first else x.transpose(0, 1).contiguous()
-    shape = (num_layers * (2 if bidirectional else 1), batch, hidden_size)
+def inputs(lstm: nn.LSTM, batch: int, seq_len: int, given_state: bool):
+    """Random input (and initial states) shaped for ``lstm``'s configuration."""
+    dtype = lstm.weight_ih_l0.dtype
+    x = torch.randn(batch, seq_len, lstm.input_size, dtype=dtype)
+    x = x if lstm.batch_first else x.transpose(0, 1).contiguous()
+    shape = (lstm.num_layers * (2 if lstm.bidirectional else 1), batch, lstm.hidden_size)
     hx = (torch.randn(shape, dtype=dtype), torch.randn(shape, dtype=dtype)) if given_state else None
     return x, hx
 
@@ -97,51 +98,28 @@ def test_matches_nn_lstm_grid(num_layers, bidirectional, batch_first, given_stat
     ref, scratch = make_pair(
         7, 6, num_layers, batch_first=batch_first, bidirectional=bidirectional, dtype=dtype
     )
-    x, hx = inputs(7, 6, num_layers, bidirectional, batch_first, given_state, 4, 5, dtype)
+    x, hx = inputs(ref, batch=4, seq_len=5, given_state=given_state)
     check_against_torch(ref, scratch, x, hx, dtype)
 
 
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32], ids=["f64", "f32"])
 @pytest.mark.parametrize("bidirectional", [False, True], ids=["uni", "bi"])
 @pytest.mark.parametrize(
-    ("input_size", "hidden_size", "num_layers", "batch", "seq_len", "batch_first", "given_state"),
+    # sizes: input, hidden, layers, batch, sequence length
+    ("sizes", "batch_first", "given_state"),
     [
-        (5, 10, 1, 1, 1, False, False),
-        (5, 10, 1, 1, 3, True, True),
-        (100, 20, 4, 3, 10, False, True),
-        (100, 20, 4, 3, 10, True, False),
+        ((5, 10, 1, 1, 1), False, False),
+        ((5, 10, 1, 1, 3), True, True),
+        ((100, 20, 4, 3, 10), False, True),
+        ((100, 20, 4, 3, 10), True, False),
     ],
 )
-def test_matches_nn_lstm_required_shapes(
-    input_size,
-    hidden_size,
-    num_layers,
-    batch,
-    seq_len,
-    batch_first,
-    given_state,
-    bidirectional,
-    dtype,
-):
+def test_matches_nn_lstm_required_shapes(sizes, batch_first, given_state, bidirectional, dtype):
+    *lstm_sizes, batch, seq_len = sizes
     ref, scratch = make_pair(
-        input_size,
-        hidden_size,
-        num_layers,
-        batch_first=batch_first,
-        bidirectional=bidirectional,
-        dtype=dtype,
+        *lstm_sizes, batch_first=batch_first, bidirectional=bidirectional, dtype=dtype
     )
-    x, hx = inputs(
-        input_size,
-        hidden_size,
-        num_layers,
-        bidirectional,
-        batch_first,
-        given_state,
-        batch,
-        seq_len,
-        dtype,
-    )
+    x, hx = inputs(ref, batch, seq_len, given_state)
     check_against_torch(ref, scratch, x, hx, dtype)
 
 
@@ -149,7 +127,7 @@ def test_matches_nn_lstm_required_shapes(
 def test_no_bias_matches(bidirectional):
     ref, scratch = make_pair(4, 5, 2, bias=False, bidirectional=bidirectional)
     assert not any("bias" in name for name in scratch.state_dict())
-    x, hx = inputs(4, 5, 2, bidirectional, False, True, 3, 4, torch.float64)
+    x, hx = inputs(ref, batch=3, seq_len=4, given_state=True)
     check_against_torch(ref, scratch, x, hx, torch.float64)
 
 
@@ -158,22 +136,31 @@ def test_no_bias_matches(bidirectional):
 @pytest.mark.parametrize("num_layers", [1, 2])
 def test_lengths_match_packed_sequence(num_layers, bidirectional, batch_first):
     ref, scratch = make_pair(3, 4, num_layers, batch_first=batch_first, bidirectional=bidirectional)
-    x, hx = inputs(3, 4, num_layers, bidirectional, batch_first, True, 4, 6, torch.float64)
+    x, hx = inputs(ref, batch=4, seq_len=6, given_state=True)
     lengths = torch.tensor([6, 2, 4, 1])
     check_against_torch(ref, scratch, x, hx, torch.float64, lengths=lengths)
 
 
-def test_state_dict_names_shapes_order_and_init():
+def test_state_dict_names_shapes_and_order():
     torch.manual_seed(0)
     ref = nn.LSTM(8, 16, 3, bidirectional=True)
     scratch = ScratchLSTM(8, 16, 3, bidirectional=True)
     ref_shapes = [(n, p.shape) for n, p in ref.named_parameters()]
     assert [(n, p.shape) for n, p in scratch.named_parameters()] == ref_shapes
-    bound = 16**-0.5
-    for p in scratch.parameters():
-        assert p.abs().max() <= bound
-        assert p.abs().max() > 0.9 * bound  # uniform over the full range, not a narrower one
     ref.load_state_dict(scratch.state_dict(), strict=True)  # and the other way round
+
+
+@pytest.mark.parametrize(
+    "make",
+    [lambda: ScratchLSTM(8, 16, 3, bidirectional=True), lambda: ScratchLSTMCell(8, 16)],
+    ids=["lstm", "cell"],
+)
+def test_default_init_is_uniform_over_one_over_sqrt_hidden(make):
+    torch.manual_seed(0)
+    bound = 16**-0.5
+    for p in make().parameters():
+        assert p.abs().max() <= bound
+        assert p.abs().max() > 0.9 * bound  # the full range, not a narrower one
 
 
 def test_unbatched_input_matches():

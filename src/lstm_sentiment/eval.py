@@ -8,12 +8,13 @@ import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig
 
-from lstm_sentiment.config import CONFIG_DIR
+from lstm_sentiment.config import CONFIG_DIR, check_ranges
 from lstm_sentiment.models.sentiment_module import SentimentModule
-from lstm_sentiment.train import instantiate_all
+from lstm_sentiment.train import exit_on_user_error, instantiate_all
 
 
 def evaluate(cfg: DictConfig) -> dict[str, float]:
+    check_ranges(cfg)
     if cfg.get("seed") is not None:
         pl.seed_everything(cfg.seed, workers=True)
     datamodule = instantiate(cfg.data)
@@ -34,7 +35,11 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
 
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="eval")
 def main(cfg: DictConfig) -> None:
-    evaluate(cfg)
+    try:
+        evaluate(cfg)
+    except Exception as e:
+        exit_on_user_error(e)
+        raise
 
 
 if __name__ == "__main__":

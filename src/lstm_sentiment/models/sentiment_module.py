@@ -25,8 +25,9 @@ class SentimentModule(pl.LightningModule):
     """Binary review sentiment with ``BCEWithLogitsLoss`` (the recipe's sigmoid + ``BCELoss`` is
     less stable: it saturates where the logit form does not).
 
-    Every constructor argument is a plain number or string, saved as a hyperparameter, so the
-    checkpoint rebuilds the network on its own and loads with ``weights_only=True``.
+    Every constructor argument is a plain number or string (or a dict of them), saved as a
+    hyperparameter, so the checkpoint rebuilds the network on its own and loads with
+    ``weights_only=True``.
     Gradient clipping is the Trainer's job (``trainer.gradient_clip_val``).
     """
 
@@ -43,10 +44,13 @@ class SentimentModule(pl.LightningModule):
         lr: float = 3e-3,
         weight_decay: float = 0.0,
         scheduler: str | None = None,
+        embeddings: dict | None = None,
     ):
         super().__init__()
         if scheduler not in SCHEDULERS:
             raise ValueError(f"model.scheduler must be one of {SCHEDULERS}, got {scheduler!r}")
+        # a plain dict (Hydra passes a DictConfig), so the checkpoint loads with weights_only=True
+        embeddings = {"path": None, "freeze": False, **(embeddings or {})}
         self.save_hyperparameters()
         self.net = LSTMClassifier(
             vocab_size=vocab_size,
@@ -58,6 +62,9 @@ class SentimentModule(pl.LightningModule):
             rnn_type=rnn_type,
             pack=pack,
         )
+        # Pretrained vectors are copied in by train.py (they need the vocabulary); freezing follows
+        # the hparam here, so a reloaded checkpoint stays frozen.
+        self.net.embedding.weight.requires_grad_(not embeddings["freeze"])
         self.loss_fn = nn.BCEWithLogitsLoss()
         # one metric object per stage, as torchmetrics wants ("train" can't be a ModuleDict key)
         self.train_metrics = stage_metrics("train")

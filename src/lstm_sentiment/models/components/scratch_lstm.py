@@ -1,11 +1,7 @@
 """An LSTM written out from its gate equations, interchangeable with ``torch.nn.LSTM``.
 
-Parameter names, shapes, gate order (i, f, g, o) and initialisation are PyTorch's, so state dicts
-load in either direction with ``strict=True``. For every gate ``*`` in i, f, g, o::
-
-    * = act(W_i* x_t + b_i* + W_h* h_{t-1} + b_h*)     act = tanh for g, sigmoid otherwise
-    c_t = f * c_{t-1} + i * g
-    h_t = o * tanh(c_t)
+Parameter names, shapes, gate order (i, f, g, o: the row blocks of ``weight_ih``/``weight_hh``)
+and initialisation are PyTorch's, so state dicts load either way with ``strict=True``.
 """
 
 from __future__ import annotations
@@ -23,7 +19,15 @@ RECORDED_GATES = ("input", "forget", "output")
 def lstm_step(
     x_proj: Tensor, h: Tensor, c: Tensor, weight_hh: Tensor
 ) -> tuple[Tensor, Tensor, tuple[Tensor, Tensor, Tensor]]:
-    """One time step. ``x_proj`` is ``W_ih x_t + b_ih + b_hh``; returns ``h_t, c_t, (i, f, o)``."""
+    """One time step; ``x_proj = W_ih x_t + b_ih + b_hh``. Returns ``h_t, c_t, (i, f, o)``::
+
+    i   = sigmoid(W_ii x_t + b_ii + W_hi h_{t-1} + b_hi)    input gate
+    f   = sigmoid(W_if x_t + b_if + W_hf h_{t-1} + b_hf)    forget gate
+    g   = tanh   (W_ig x_t + b_ig + W_hg h_{t-1} + b_hg)    candidate cell
+    o   = sigmoid(W_io x_t + b_io + W_ho h_{t-1} + b_ho)    output gate
+    c_t = f * c_{t-1} + i * g
+    h_t = o * tanh(c_t)
+    """
     pre_i, pre_f, pre_g, pre_o = (x_proj + h @ weight_hh.T).chunk(4, dim=-1)
     i = torch.sigmoid(pre_i)
     f = torch.sigmoid(pre_f)

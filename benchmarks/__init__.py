@@ -1,0 +1,1 @@
+"""Reproducible speed, memory and accuracy measurements, printed as tables (`make bench`)."""

@@ -1,0 +1,267 @@
+"""`make bench`: preprocessing, training and scale benchmarks on the same reviews, as tables.
+
+    python -m benchmarks.run                                  # all sections, a few minutes
+    python -m benchmarks.run --section preprocess             # or train, or scale
+    python -m benchmarks.run --section scale --scale-sizes 100000 400000 3600000   # the full set
+    python -m benchmarks.run --rounds 3                       # median of 3 interleaved rounds
+
+Every pipeline runs in a fresh interpreter (``measure.py``) so its peak memory is its own. The
+machine may be shared: compare rows of one run, and re-run when ``uptime`` shows a high load.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from benchmarks.measure import MB, ROOT, measured
+
+SAMPLE = ROOT.parent / "shared" / "data" / "amazon_polarity_sample"
+MODEL = {"embedding_dim": 64, "hidden_size": 128, "num_layers": 1, "dropout": 0.3, "lr": 3e-3}
+
+
+def table(header: list[str], rows: list[list]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def median_of(runs: list[dict], key: str = "seconds") -> float:
+    return statistics.median(r[key] for r in runs)
+
+
+def load_average() -> str:
+    return "load average " + " ".join(f"{x:.1f}" for x in os.getloadavg())
+
+
+# ---------------------------------------------------------------------------------------------
+# 1. preprocessing
+
+
+def preprocess_section(args, work: Path) -> str:
+    train, test = str(args.data_dir / "train.ft.txt.bz2"), str(args.data_dir / "test.ft.txt.bz2")
+    files = {"train_path": train, "test_path": test}
+    pipelines = {  # name -> (task, kwargs)
+        "reference recipe (word_tokenize, Counter, padded int64)": ("reference_preprocess", {}),
+        "ours cold, treebank (= word_tokenize tokens)": ("ours_cold", {"tokenizer": "treebank"}),
+        "ours warm, treebank (cache)": ("ours_warm", {"tokenizer": "treebank"}),
+        "ours cold, wordpunct (default tokenizer)": ("ours_cold", {"tokenizer": "wordpunct"}),
+        "ours warm, wordpunct (cache)": ("ours_warm", {"tokenizer": "wordpunct"}),
+    }
+    runs: dict[str, list[dict]] = {name: [] for name in pipelines}
+    for r in range(args.rounds):
+        cache_dir = work / f"preprocess-cache-{r}"  # a cold build each round
+        for name, (task, kwargs) in pipelines.items():
+            if task != "reference_preprocess":
+                kwargs = {**kwargs, "cache_dir": str(cache_dir), "workers": args.workers}
+                if task == "ours_warm":
+                    kwargs.pop("workers")
+            runs[name].append(measured(task, **files, **kwargs))
+        shutil.rmtree(cache_dir)
+
+    reference = runs[next(iter(pipelines))][0]
+    ours = measured("ours_on_reference_text", **files)["crcs"]
+    differ = sum(a != b for a, b in zip(reference["crcs"], ours, strict=True))
+    if differ:
+        raise AssertionError(f"token lists differ from the reference's on {differ} reviews")
+
+    ref_seconds = median_of(runs[next(iter(pipelines))])
+    rows = []
+    for name, name_runs in runs.items():
+        seconds, first = median_of(name_runs), name_runs[0]
+        rows.append(
+            [
+                name,
+                f"{first['reviews']:,}",
+                f"{seconds:.2f}",
+                f"{first['reviews'] / seconds:,.0f}",
+                f"{ref_seconds / seconds:.1f}x",
+                f"{max(r['peak_main_mb'] for r in name_runs):.0f}",
+                f"{max(r['peak_tree_mb'] for r in name_runs):.0f}",
+            ]
+        )
+    header = ["pipeline", "reviews", "seconds", "reviews/s", "vs reference", "CPU s",
+              "peak RSS main (MB)", "peak RSS all processes (MB)"]  # fmt: skip
+    workers = runs["ours cold, treebank (= word_tokenize tokens)"][0]["workers"]
+    notes = [
+        f"Reviews: {args.data_dir} train + test. Ours cold: {workers} tokenizing processes; "
+        f"median of {args.rounds} round(s); {load_average()} at the end.",
+        f"Identical tokens: the reference's tokenizer ({reference['tokenizer']}) and our treebank "
+        f"tokenizer give the same token list for all {len(ours):,} reviews of the reference's "
+        "cleaned text (checksums of each review's tokens).",
+        f"The reference's padded int64 matrix alone: {reference['matrix_mb']:.1f} MB here "
+        "(n x 200 x 8 bytes: 5.8 GB for the 3.6M training reviews).",
+    ]
+    return table(header, rows) + "\n\n" + "\n".join(notes)
+
+
+# ---------------------------------------------------------------------------------------------
+# 2. training
+
+
+TRAIN_CONFIGS = {  # name -> (task, kwargs)
+    "raw PyTorch loop, fixed 200 (left-padded int64 matrix)": ("train_raw", {}),
+    "ours (Lightning), fixed 200, pack=false": (
+        "train_ours", {"fixed_padding": True, "bucket": False, "pack": False}),
+    "ours (Lightning), fixed 200, pack=true": (
+        "train_ours", {"fixed_padding": True, "bucket": False, "pack": True}),
+    "ours (Lightning), bucketed, pack=true": (
+        "train_ours", {"fixed_padding": False, "bucket": True, "pack": True}),
+    "ours (Lightning), bucketed, pack=false": (
+        "train_ours", {"fixed_padding": False, "bucket": True, "pack": False}),
+}  # fmt: skip
+
+
+def train_section(args, work: Path) -> str:
+    cache_dir = work / "train-cache"
+    common = {
+        "data_dir": str(args.data_dir),
+        "cache_dir": str(cache_dir),
+        "epochs": args.epochs,
+        "batch_size": args.batch_size,
+        "model": MODEL,
+        "seed": 0,
+    }
+    train, test = str(args.data_dir / "train.ft.txt.bz2"), str(args.data_dir / "test.ft.txt.bz2")
+    measured("ours_cold", train_path=train, test_path=test, tokenizer="wordpunct",
+             cache_dir=str(cache_dir))  # fmt: skip
+    runs: dict[str, list[dict]] = {name: [] for name in TRAIN_CONFIGS}
+    for _ in range(args.rounds):  # interleaved, so a load change hits every config alike
+        for name, (task, kwargs) in TRAIN_CONFIGS.items():
+            runs[name].append(measured(task, **common, **kwargs))
+
+    def rate(name: str, key: str = "samples") -> float:
+        return statistics.median(r[key] / r["seconds"] for r in runs[name])
+
+    names = list(TRAIN_CONFIGS)
+    raw, fixed = rate(names[0]), rate(names[1])
+    rows = []
+    for name in names:
+        first = runs[name][0]
+        rows.append(
+            [
+                name,
+                f"{rate(name):,.0f}",
+                f"{rate(name, 'tokens'):,.0f}",
+                f"{rate(name) / raw:.2f}x",
+                f"{rate(name) / fixed:.2f}x",
+                f"{100 * first['test_acc']:.1f}",
+            ]
+        )
+    header = ["training loop", "samples/s", "tokens/s", "vs raw", "vs ours fixed 200",
+              f"test acc % ({args.epochs} epochs)"]  # fmt: skip
+    first = runs[names[0]][0]
+    m = MODEL
+    notes = [
+        f"Same {first['samples'] // args.epochs:,} training reviews, vocabulary (wordpunct, "
+        f"min_freq 2, max_len 200) and initial weights for every row; embedding "
+        f"{m['embedding_dim']}, hidden {m['hidden_size']}, {m['num_layers']} layer, dropout "
+        f"{m['dropout']}, batch {args.batch_size}, Adam {m['lr']}, clip 5, BCEWithLogitsLoss; "
+        f"{first['threads']} torch threads. Only the training epochs are timed; tokens/s counts "
+        f"real (unpadded) tokens. Median of {args.rounds} interleaved round(s); test accuracy of "
+        f"round 1 on the {args.data_dir.name} test file; {load_average()} at the end.",
+    ]
+    return table(header, rows) + "\n\n" + "\n".join(notes)
+
+
+# ---------------------------------------------------------------------------------------------
+# 3. scale
+
+
+def resample(source: Path, dest: Path, n: int, seed: int) -> float:
+    """``n`` lines drawn with replacement from ``source`` into plain-text ``dest``; its MB."""
+    from lstm_sentiment.data.reviews import open_binary
+
+    with open_binary(source) as f:
+        lines = [line if line.endswith(b"\n") else line + b"\n" for line in f if line.strip()]
+    rng = np.random.default_rng(seed)
+    with open(dest, "wb") as out:
+        for start in range(0, n, 100_000):
+            picks = rng.integers(0, len(lines), min(100_000, n - start))
+            out.write(b"".join(lines[i] for i in picks))
+    return dest.stat().st_size / MB
+
+
+def scale_section(args, work: Path) -> str:
+    rows = []
+    for n in args.scale_sizes:
+        folder = work / f"scale-{n}"
+        folder.mkdir()
+        n_test = max(n // 9, 1)  # the full set's 3.6M : 400k
+        input_mb = resample(args.data_dir / "train.ft.txt.bz2", folder / "train.ft.txt", n, 1)
+        input_mb += resample(args.data_dir / "test.ft.txt.bz2", folder / "test.ft.txt", n_test, 2)
+        files = {
+            "train_path": str(folder / "train.ft.txt"),
+            "test_path": str(folder / "test.ft.txt"),
+        }
+        kwargs = {**files, "tokenizer": args.scale_tokenizer, "cache_dir": str(folder / "cache")}
+        cold = measured("ours_cold", **kwargs, workers=args.workers)
+        warm = measured("ours_warm", **kwargs)
+        rows.append(
+            [
+                f"{n:,} + {n_test:,}",
+                f"{input_mb:,.0f}",
+                f"{cold['seconds']:.1f}",
+                f"{cold['reviews'] / cold['seconds']:,.0f}",
+                f"{cold['peak_main_mb']:,.0f}",
+                f"{cold['peak_worker_mb']:,.0f}",
+                f"{cold['peak_tree_mb']:,.0f}",
+                f"{cold['cache_mb']:,.0f}",
+                f"{warm['seconds']:.2f}",
+                f"{warm['peak_main_mb']:,.0f}",
+                f"{(n + n_test) * 200 * 8 / MB:,.0f}",
+            ]
+        )
+        shutil.rmtree(folder)
+    header = ["train + test reviews", "input MB (plain)", "cold s", "reviews/s",
+              "peak RSS main MB", "peak RSS largest worker MB", "peak RSS all processes MB",
+              "cache MB", "warm load s", "warm peak RSS MB",
+              "reference's padded int64 matrix MB"]  # fmt: skip
+    notes = [
+        f"Inputs: lines drawn with replacement from {args.data_dir.name} (train from train, test "
+        f"from test; seed 1/2), written as plain text. Tokenizer {args.scale_tokenizer}, "
+        f"{cold['workers']} processes; {load_average()} at the end. Resampled lines repeat the "
+        "sample's ~40k distinct tokens; the real full set has more (about 1-2M distinct "
+        "tokens: some 100-200 MB more for the vocabulary counts in the main process).",
+    ]
+    return table(header, rows) + "\n\n" + "\n".join(notes)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--section", choices=["preprocess", "train", "scale", "all"], default="all")
+    parser.add_argument("--data-dir", type=Path, default=SAMPLE)
+    parser.add_argument(
+        "--workers", type=int, default=None, help="tokenizing processes (all cores)"
+    )
+    parser.add_argument("--rounds", type=int, default=1, help="interleaved repeats; medians shown")
+    parser.add_argument("--epochs", type=int, default=2)
+    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--scale-sizes", type=int, nargs="+", default=[100_000, 400_000])
+    parser.add_argument("--scale-tokenizer", default="wordpunct")
+    parser.add_argument("--work-dir", type=Path, default=None, help="for inputs and caches (tmp)")
+    args = parser.parse_args()
+    sections = {"preprocess": preprocess_section, "train": train_section, "scale": scale_section}
+    chosen = list(sections) if args.section == "all" else [args.section]
+    titles = {
+        "preprocess": "1. Preprocessing: reference recipe vs ours",
+        "train": "2. Training throughput and accuracy at equal config",
+        "scale": "3. Scale: our cold preprocessing and warm load",
+    }
+    with tempfile.TemporaryDirectory(dir=args.work_dir, prefix="bench-") as tmp:
+        for name in chosen:
+            started = time.perf_counter()
+            body = sections[name](args, Path(tmp))
+            took = time.perf_counter() - started
+            print(f"\n### {titles[name]}\n\n{body}\n(section took {took:.0f} s)\n", flush=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,234 @@
+"""The measured pieces of work, each run in its own interpreter by ``measure.measured``.
+
+Every task times only its pipeline (not the interpreter start or its imports) and returns a
+JSON-able dict. Imports are inside the tasks so each process loads only what its pipeline needs
+(the reference preprocessing never imports torch, for one).
+"""
+
+from __future__ import annotations
+
+import json
+import resource
+import time
+import warnings
+import zlib
+from pathlib import Path
+
+MB = 1 << 20
+
+
+def _cpu_seconds() -> float:
+    """CPU time of this process and of its reaped children (the tokenizing workers)."""
+    own, kids = (resource.getrusage(w) for w in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN))
+    return own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime
+
+
+def _crc(tokens: list[str]) -> int:
+    return zlib.crc32("\n".join(tokens).encode())
+
+
+def _folder_mb(folder: Path) -> float:
+    return sum(f.stat().st_size for f in folder.iterdir()) / MB
+
+
+# ---------------------------------------------------------------------------------------------
+# preprocessing
+
+
+def reference_preprocess(train_path: str, test_path: str) -> dict:
+    """The tutorial's pipeline; also a checksum of each review's tokens for the identity check."""
+    from benchmarks import reference_recipe as recipe
+
+    tokenize = recipe.word_tokenize()
+    crcs: list[int] = []
+    start = time.perf_counter()
+    out = recipe.preprocess(
+        train_path, test_path, tokenize, on_tokens=lambda t: crcs.append(_crc(t))
+    )
+    seconds = time.perf_counter() - start
+    return {
+        "seconds": seconds,
+        "reviews": len(out["train"]) + len(out["test"]),
+        "vocab": len(out["vocab"]),
+        "tokenizer": f"{tokenize.__module__}.{tokenize.__name__}",
+        "matrix_mb": (out["train"].nbytes + out["test"].nbytes) / MB,
+        "crcs": crcs,
+    }
+
+
+def ours_on_reference_text(train_path: str, test_path: str) -> dict:
+    """Our treebank tokenizer on the reference's cleaned text, as checksums per review."""
+    from benchmarks import reference_recipe as recipe
+    from lstm_sentiment.data.text import treebank_tokenize
+
+    crcs = []
+    for path in (train_path, test_path):
+        _, sentences = recipe.read_lines(path)
+        crcs += [_crc(treebank_tokenize(s)) for s in recipe.clean(sentences)]
+    return {"crcs": crcs}
+
+
+def _spec(train_path: str, test_path: str, tokenizer: str):
+    from lstm_sentiment.data.cache import CacheSpec
+    from lstm_sentiment.data.text import TextPipeline
+
+    return CacheSpec(train_path, test_path, TextPipeline(tokenizer=tokenizer))
+
+
+def ours_cold(
+    train_path: str, test_path: str, tokenizer: str, cache_dir: str, workers=None
+) -> dict:
+    """Our cache build from nothing: parallel tokenization, vocabulary, ids on disk."""
+    from lstm_sentiment.data.cache import build_cache, default_workers
+
+    spec = _spec(train_path, test_path, tokenizer)
+    start, cpu = time.perf_counter(), _cpu_seconds()
+    folder = build_cache(spec, cache_dir, workers=workers, progress=False)
+    seconds = time.perf_counter() - start
+    meta = json.loads((folder / "meta.json").read_text())
+    return {
+        "seconds": seconds,
+        "cpu_seconds": _cpu_seconds() - cpu,
+        "reviews": sum(s["reviews"] for s in meta["splits"].values()),
+        "vocab": meta["vocab_size"],
+        "cache_mb": _folder_mb(folder),
+        "workers": workers or default_workers(),
+    }
+
+
+def ours_warm(train_path: str, test_path: str, tokenizer: str, cache_dir: str) -> dict:
+    """What a training run does with a built cache: ``build_cache`` finds it valid (the
+    DataModule's ``prepare_data``), then ``load_cache`` (its ``setup``)."""
+    from lstm_sentiment.data import cache
+
+    def no_rebuild(*args, **kwargs):
+        raise AssertionError("the warm run rebuilt the cache")
+
+    cache._build_into = no_rebuild
+    spec = _spec(train_path, test_path, tokenizer)
+    start = time.perf_counter()
+    folder = cache.build_cache(spec, cache_dir, progress=False)
+    vocab, splits = cache.load_cache(folder)
+    seconds = time.perf_counter() - start
+    return {
+        "seconds": seconds,
+        "reviews": sum(len(s) for s in splits.values()),
+        "vocab": len(vocab),
+    }
+
+
+# ---------------------------------------------------------------------------------------------
+# training
+
+
+def _datamodule(data_dir: str, cache_dir: str, batch_size: int, **kwargs):
+    from lstm_sentiment.data.datamodule import ReviewDataModule
+
+    dm = ReviewDataModule(
+        data_dir=data_dir,
+        cache_dir=cache_dir,
+        batch_size=batch_size,
+        eval_batch_size=256,
+        preprocess_workers=1,
+        progress=False,
+        **kwargs,
+    )
+    dm.prepare_data()
+    dm.setup("fit")
+    return dm
+
+
+def _left_padded(dataset):
+    """A split as the reference recipe holds it: a left-padded int64 matrix and labels."""
+    import numpy as np
+
+    from benchmarks.reference_recipe import pad_input
+
+    split = dataset.split
+    features = pad_input([split.review(j) for j in dataset.indices])
+    return features, np.asarray(split.labels[dataset.indices], dtype=np.int64)
+
+
+def train_raw(data_dir: str, cache_dir: str, epochs: int, batch_size: int, model: dict, seed: int):
+    import torch
+
+    from benchmarks.reference_loop import SentimentNet, accuracy, train_loop
+
+    dm = _datamodule(data_dir, cache_dir, batch_size)
+    train_x, train_y = _left_padded(dm.datasets["train"])
+    test_x, test_y = _left_padded(dm.datasets["test"])
+    torch.manual_seed(seed)
+    net = SentimentNet(
+        len(dm.vocab), model["embedding_dim"], model["hidden_size"], drop_prob=model["dropout"]
+    )
+    run = train_loop(net, train_x, train_y, epochs, batch_size, lr=model["lr"], seed=seed)
+    return {**run, "test_acc": accuracy(net, test_x, test_y), "threads": torch.get_num_threads()}
+
+
+def train_ours(
+    data_dir: str,
+    cache_dir: str,
+    epochs: int,
+    batch_size: int,
+    model: dict,
+    seed: int,
+    fixed_padding: bool,
+    bucket: bool,
+    pack: bool,
+):
+    import lightning.pytorch as pl
+    import torch
+
+    from lstm_sentiment.models.sentiment_module import SentimentModule
+
+    warnings.filterwarnings("ignore", ".*does not have many workers.*")
+    warnings.filterwarnings("ignore", ".*You defined a `validation_step`.*")
+    dm = _datamodule(data_dir, cache_dir, batch_size, fixed_padding=fixed_padding, bucket=bucket)
+    torch.manual_seed(seed)
+    module = SentimentModule(vocab_size=len(dm.vocab), pack=pack, **model)
+
+    class EpochTimer(pl.Callback):
+        seconds = 0.0
+
+        def on_train_epoch_start(self, trainer, pl_module):
+            self.start = time.perf_counter()
+
+        def on_train_epoch_end(self, trainer, pl_module):
+            self.seconds += time.perf_counter() - self.start
+
+    timer = EpochTimer()
+    trainer = pl.Trainer(
+        max_epochs=epochs,
+        accelerator="cpu",
+        devices=1,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        gradient_clip_val=5.0,
+        limit_val_batches=0,
+        num_sanity_val_steps=0,
+        callbacks=[timer],
+    )
+    trainer.fit(module, datamodule=dm)
+    train = dm.datasets["train"]
+    return {
+        "seconds": timer.seconds,
+        "samples": epochs * len(train),
+        "tokens": epochs * int(train.lengths.sum()),
+        "test_acc": _accuracy(module.net, dm.test_dataloader()),
+        "threads": torch.get_num_threads(),
+    }
+
+
+def _accuracy(net, loader) -> float:
+    import torch
+
+    net.eval()
+    right = total = 0
+    with torch.no_grad():
+        for batch in loader:
+            logits = net(batch["ids"], batch["lengths"])
+            right += int(((logits > 0).float() == batch["labels"]).sum())
+            total += len(batch["labels"])
+    return right / total

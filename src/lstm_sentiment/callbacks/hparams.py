@@ -1,0 +1,81 @@
+"""What TensorBoard's HPARAMS tab compares: each run's settings beside its final metrics.
+
+Logged once, at the end of a run, so every trial of a sweep carries the same keys and the tab
+lines them up (``default_hp_metric: false`` in ``conf/logger/tensorboard.yaml`` keeps Lightning
+from logging a placeholder at the start).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from lightning.pytorch.loggers import Logger, TensorBoardLogger
+from omegaconf import DictConfig, OmegaConf
+
+# the settings a sweep varies or a reader compares runs by; a group name takes all its keys
+HPARAM_KEYS = (
+    "model",
+    "data.batch_size",
+    "data.max_len",
+    "data.min_freq",
+    "data.max_vocab_size",
+    "data.tokenizer",
+    "trainer.max_epochs",
+    "trainer.gradient_clip_val",
+    "trainer.precision",
+    "seed",
+)
+METRIC_PREFIXES = ("val/", "test/")
+_ABSENT = object()
+
+
+def flat_hparams(cfg: DictConfig, keys: tuple[str, ...] = HPARAM_KEYS) -> dict[str, Any]:
+    """``{"model.lr": 0.003, "data.batch_size": 64, ...}``: plain bool/int/float/str values
+    (None and lists as text), which is all TensorBoard's hparams plugin takes."""
+    flat: dict[str, Any] = {}
+    for key in keys:
+        value = OmegaConf.select(cfg, key, default=_ABSENT)
+        if isinstance(value, DictConfig):
+            flat.update(_flatten(OmegaConf.to_container(value, resolve=True), key))
+        elif value is not _ABSENT:
+            flat[key] = _plain(value)
+    return flat
+
+
+def _flatten(tree: dict, prefix: str) -> dict[str, Any]:
+    flat = {}
+    for k, v in tree.items():
+        if k == "_target_":
+            continue
+        if isinstance(v, dict):
+            flat.update(_flatten(v, f"{prefix}.{k}"))
+        else:
+            flat[f"{prefix}.{k}"] = _plain(v)
+    return flat
+
+
+def _plain(value: Any) -> Any:
+    return value if isinstance(value, bool | int | float | str) else str(value)
+
+
+def final_metrics(metrics: dict[str, float]) -> dict[str, float]:
+    """``val/acc_best`` -> ``hp/val_acc_best``: the HPARAMS tab's metric columns."""
+    return {
+        "hp/" + k.replace("/", "_"): float(v)
+        for k, v in metrics.items()
+        if k.startswith(METRIC_PREFIXES)
+    }
+
+
+def log_hparams_with_metrics(
+    loggers: list[Logger], cfg: DictConfig, metrics: dict[str, float]
+) -> None:
+    """Call once, after testing, on global rank 0."""
+    hparams, final = flat_hparams(cfg), final_metrics(metrics)
+    for logger in loggers:
+        if isinstance(logger, TensorBoardLogger):
+            logger.log_hyperparams(hparams, metrics=final)
+        else:  # CSVLogger and others take no metrics here
+            logger.log_hyperparams(hparams)
+            logger.log_metrics(final)
+        logger.finalize("success")  # flush: the run is over

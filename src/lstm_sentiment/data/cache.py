@@ -1,0 +1,377 @@
+"""Tokenize the review files once, in parallel, into an on-disk cache of ragged int32 token ids.
+
+A cache folder holds, per split, ``ids`` (every review's ids back to back, truncated to
+``max_len``), ``offsets`` (review ``i`` is ``ids[offsets[i]:offsets[i+1]]``) and ``labels``, all
+``.npy`` and loaded memory-mapped, plus ``vocab.json`` and ``meta.json``. No padded int64 matrix
+is ever built: batches are padded when they are made.
+
+The folder's name is a hash of everything that shapes its contents (the input files' identity and
+every preprocessing setting), so a changed setting or file builds a new cache and an unchanged one
+loads in seconds. A cache is built in a temporary folder and renamed into place when complete, so a
+crash mid-build leaves nothing that later loads; a cache that fails its checks is rebuilt.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import json
+import os
+import shutil
+import time
+from collections import defaultdict, deque
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Executor, ProcessPoolExecutor
+from dataclasses import dataclass
+from multiprocessing import get_context
+from pathlib import Path
+
+import numpy as np
+from rich.progress import (
+    BarColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+
+from lstm_sentiment.data.reviews import ReadStats, read_reviews
+from lstm_sentiment.data.text import TextPipeline
+from lstm_sentiment.data.vocab import PAD, UNK, UNK_ID, Vocabulary
+
+CACHE_VERSION = 1
+SPLITS = ("train", "test")
+CHUNK_REVIEWS = 1000  # per task sent to a worker: small enough to balance 2 workers on 10k reviews
+BLOCK_IDS = 1 << 22  # ids per block when remapping or checking (16 MiB of int32)
+
+
+class CacheError(RuntimeError):
+    """A cache folder that is incomplete, truncated or inconsistent."""
+
+
+@dataclass(frozen=True)
+class CacheSpec:
+    """Everything a cache's contents depend on."""
+
+    train_path: str
+    test_path: str
+    pipeline: TextPipeline
+    max_len: int = 200
+    min_freq: int = 2
+    max_vocab_size: int | None = None
+    file_format: str = "auto"
+
+    def key(self) -> str:
+        blob = json.dumps(
+            {
+                "version": CACHE_VERSION,
+                "files": [file_identity(self.train_path), file_identity(self.test_path)],
+                "pipeline": self.pipeline.to_dict(),
+                "max_len": self.max_len,
+                "min_freq": self.min_freq,
+                "max_vocab_size": self.max_vocab_size,
+                "file_format": self.file_format,
+            },
+            sort_keys=True,
+        )
+        return hashlib.sha256(blob.encode()).hexdigest()[:20]
+
+
+def file_identity(path: str) -> dict:
+    """Path, size, mtime and a hash of the first and last 64 KiB: cheap, and catches an edited or
+    replaced file even when a copy kept its size and time."""
+    p = Path(path).resolve()
+    st = p.stat()
+    h = hashlib.sha256()
+    with open(p, "rb") as f:
+        h.update(f.read(1 << 16))
+        f.seek(max(st.st_size - (1 << 16), 0))
+        h.update(f.read(1 << 16))
+    return {"path": str(p), "size": st.st_size, "mtime_ns": st.st_mtime_ns, "edges": h.hexdigest()}
+
+
+@dataclass
+class EncodedSplit:
+    """One split's reviews as ragged ids; arrays may be memory-mapped."""
+
+    ids: np.ndarray  # int32, all reviews back to back
+    offsets: np.ndarray  # int64, len(self) + 1
+    labels: np.ndarray  # int8, 0 negative / 1 positive
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    @property
+    def lengths(self) -> np.ndarray:
+        return np.diff(self.offsets)
+
+    def review(self, i: int) -> np.ndarray:
+        return self.ids[self.offsets[i] : self.offsets[i + 1]]
+
+
+# ---------------------------------------------------------------------------------------------
+# building
+
+
+def _encode_chunk(pipeline: TextPipeline, max_len: int, texts: list[str]):
+    """Tokenize a chunk with chunk-local ids, so only each distinct token crosses processes.
+
+    Returns the chunk's distinct tokens, the truncated local ids, lengths, and per-token counts
+    over the whole (untruncated) reviews, which is what the vocabulary counts.
+    """
+    tokens: list[str] = []
+    full_lengths = np.empty(len(texts), np.int64)
+    for i, text in enumerate(texts):
+        review = pipeline(text) or [UNK]  # an all-punctuation review still gets one step
+        tokens += review
+        full_lengths[i] = len(review)
+    # a missing token gets the next id, all inside C (a Python loop per token costs 3x more)
+    local: defaultdict[str, int] = defaultdict(itertools.count().__next__)
+    ids = np.fromiter(map(local.__getitem__, tokens), np.int32, len(tokens))
+    counts = np.bincount(ids, minlength=len(local))
+    # keep each review's first max_len ids
+    starts = np.repeat(np.cumsum(full_lengths) - full_lengths, full_lengths)
+    kept = ids[np.arange(len(ids)) - starts < max_len]
+    return list(local), kept, np.minimum(full_lengths, max_len), counts
+
+
+def _chunks(records: Iterable[tuple[int, str]], size: int) -> Iterator[tuple[list, list]]:
+    labels, texts = [], []
+    for label, text in records:
+        labels.append(label)
+        texts.append(text)
+        if len(texts) == size:
+            yield labels, texts
+            labels, texts = [], []
+    if texts:
+        yield labels, texts
+
+
+def _ordered_map(pool: Executor | None, fn: Callable, items: Iterable, window: int) -> Iterator:
+    """``map`` that keeps at most ``window`` tasks in flight, so a 1.5 GB file is never slurped
+    into the pool's queue. Yields ``(item, fn(item))`` in order."""
+    if pool is None:
+        for item in items:
+            yield item, fn(item)
+        return
+    pending: deque = deque()
+    for item in items:
+        pending.append((item, pool.submit(fn, item)))
+        if len(pending) >= window:
+            done_item, fut = pending.popleft()
+            yield done_item, fut.result()
+    while pending:
+        done_item, fut = pending.popleft()
+        yield done_item, fut.result()
+
+
+class _ChunkEncoder:
+    """Picklable ``labels, texts -> encoded chunk`` for the worker processes."""
+
+    def __init__(self, pipeline: TextPipeline, max_len: int):
+        self.pipeline, self.max_len = pipeline, max_len
+
+    def __call__(self, chunk: tuple[list, list]):
+        return _encode_chunk(self.pipeline, self.max_len, chunk[1])
+
+
+def build_cache(
+    spec: CacheSpec,
+    cache_root: str | Path,
+    workers: int | None = None,
+    max_bad_fraction: float = 0.01,
+    progress: bool = True,
+) -> Path:
+    """Build the cache for ``spec`` under ``cache_root`` unless a valid one is there; return its
+    folder."""
+    cache_root = Path(cache_root)
+    final = cache_root / spec.key()
+    try:
+        load_cache(final, max_bad_fraction)
+        return final
+    except CacheError:
+        pass
+    workers = workers or default_workers()
+    cache_root.mkdir(parents=True, exist_ok=True)
+    _remove_abandoned_builds(cache_root)
+    tmp = cache_root / f".tmp-{final.name}-{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir()
+    try:
+        _build_into(tmp, spec, workers, max_bad_fraction, progress)
+        shutil.rmtree(final, ignore_errors=True)  # a stale or corrupt cache of the same key
+        os.replace(tmp, final)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return final
+
+
+def default_workers() -> int:
+    """All the cores this process may run on."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+def _remove_abandoned_builds(cache_root: Path) -> None:
+    """Delete the temporary folders of builds whose process is gone (killed mid-build)."""
+    for folder in cache_root.glob(".tmp-*-*"):
+        pid = folder.name.rsplit("-", 1)[1]
+        if not pid.isdigit() or int(pid) == os.getpid():
+            continue
+        try:
+            os.kill(int(pid), 0)
+        except ProcessLookupError:
+            shutil.rmtree(folder, ignore_errors=True)
+        except PermissionError:  # alive, another user's
+            pass
+
+
+def _build_into(tmp: Path, spec: CacheSpec, workers: int, max_bad_fraction: float, progress: bool):
+    started = time.perf_counter()
+    provisional = {PAD: 0, UNK: 1}  # every distinct token seen, in any split
+    counts = np.zeros(1 << 16, np.int64)  # training-split counts by provisional id
+    meta: dict = {"version": CACHE_VERSION, "spec_key": spec.key(), "splits": {}}
+    encoder = _ChunkEncoder(spec.pipeline, spec.max_len)
+    pool = ProcessPoolExecutor(workers, mp_context=get_context("spawn")) if workers > 1 else None
+    columns = (
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        TextColumn("{task.completed:,} reviews"),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+    )
+    try:
+        with Progress(*columns, disable=not progress, transient=False) as bar:
+            for split, path in (("train", spec.train_path), ("test", spec.test_path)):
+                stats = ReadStats(path)
+                task = bar.add_task(f"tokenizing {split} ({workers} proc)", total=None)
+                lengths, labels = [], []
+                records = read_reviews(path, spec.file_format, stats)
+                with open(tmp / f"{split}.raw", "wb") as raw:
+                    chunks = _chunks(records, CHUNK_REVIEWS)
+                    for (chunk_labels, _), result in _ordered_map(
+                        pool, encoder, chunks, 2 * workers
+                    ):
+                        tokens, ids, chunk_lengths, chunk_counts = result
+                        remap = np.fromiter(
+                            (provisional.setdefault(t, len(provisional)) for t in tokens),
+                            np.int64,
+                            len(tokens),
+                        )
+                        raw.write(remap.astype(np.int32)[ids].tobytes())
+                        lengths.append(chunk_lengths)
+                        labels.append(np.asarray(chunk_labels, np.int8))
+                        if split == "train":
+                            if len(provisional) > len(counts):
+                                grown = np.zeros(2 * len(provisional), np.int64)
+                                grown[: len(counts)] = counts
+                                counts = grown
+                            counts[remap] += chunk_counts
+                        bar.update(task, completed=stats.records)
+                stats.check(max_bad_fraction)
+                meta["splits"][split] = {
+                    "reviews": int(sum(map(len, labels))),
+                    "records": stats.records,
+                    "bad": stats.bad,
+                    "bad_examples": stats.examples,
+                }
+                _write_split_lengths_labels(tmp, split, lengths, labels)
+    finally:
+        if pool is not None:
+            pool.shutdown(cancel_futures=True)
+
+    tokens = list(provisional)
+    vocab = Vocabulary.from_counts(
+        {tok: int(counts[i]) for i, tok in enumerate(tokens) if i < len(counts) and counts[i]},
+        min_freq=spec.min_freq,
+        max_size=spec.max_vocab_size,
+    )
+    to_final = np.full(len(tokens), UNK_ID, np.int32)
+    for i, tok in enumerate(tokens[2:], start=2):  # provisional 0 is never emitted
+        to_final[i] = vocab.stoi.get(tok, UNK_ID)
+    to_final[1] = UNK_ID
+    del provisional, tokens
+    for split in SPLITS:
+        _finalize_ids(tmp, split, to_final)
+    (tmp / "vocab.json").write_text(json.dumps(vocab.itos, ensure_ascii=False))
+    meta["vocab_size"] = len(vocab)
+    meta["seconds"] = round(time.perf_counter() - started, 2)
+    meta["ids_sizes"] = {s: (tmp / f"{s}.ids.npy").stat().st_size for s in SPLITS}
+    # meta.json last: its presence with matching sizes is what marks a complete cache
+    (tmp / "meta.json").write_text(json.dumps(meta, indent=1))
+
+
+def _write_split_lengths_labels(tmp: Path, split: str, lengths: list, labels: list) -> None:
+    lengths_arr = np.concatenate(lengths) if lengths else np.zeros(0, np.int64)
+    offsets = np.zeros(len(lengths_arr) + 1, np.int64)
+    np.cumsum(lengths_arr, out=offsets[1:])
+    np.save(tmp / f"{split}.offsets.npy", offsets)
+    np.save(tmp / f"{split}.labels.npy", np.concatenate(labels) if labels else np.zeros(0, np.int8))
+
+
+def _finalize_ids(tmp: Path, split: str, to_final: np.ndarray) -> None:
+    """Provisional ids -> vocabulary ids, block by block through plain reads and writes (memory
+    maps would count the whole 1+ GB file of the full set in this process's resident memory)."""
+    raw_path = tmp / f"{split}.raw"
+    n = raw_path.stat().st_size // 4
+    header = {"descr": np.lib.format.dtype_to_descr(np.dtype(np.int32)), "fortran_order": False}
+    with open(raw_path, "rb") as src, open(tmp / f"{split}.ids.npy", "wb") as dst:
+        np.lib.format.write_array_header_1_0(dst, {**header, "shape": (n,)})
+        while (block := np.fromfile(src, np.int32, BLOCK_IDS)).size:
+            dst.write(to_final[block].tobytes())
+    raw_path.unlink()
+
+
+def _ids_in_range(path: Path, header_bytes: int, vocab_size: int) -> bool:
+    """Every id in ``[0, vocab_size)``, read block by block (not through the memory map, which
+    would leave the whole file counted in resident memory)."""
+    with open(path, "rb") as f:
+        f.seek(header_bytes)
+        while (block := np.fromfile(f, np.int32, BLOCK_IDS)).size:
+            if block.min() < 0 or block.max() >= vocab_size:
+                return False
+    return True
+
+
+# ---------------------------------------------------------------------------------------------
+# loading
+
+
+def load_cache(
+    folder: str | Path, max_bad_fraction: float = 1.0
+) -> tuple[Vocabulary, dict[str, EncodedSplit]]:
+    """Load a cache memory-mapped, after checks that catch truncated or inconsistent files."""
+    folder = Path(folder)
+    meta_path = folder / "meta.json"
+    try:
+        meta = json.loads(meta_path.read_text())
+        vocab = Vocabulary(json.loads((folder / "vocab.json").read_text()))
+    except (OSError, ValueError) as e:
+        raise CacheError(f"{folder}: incomplete cache ({e})") from e
+    if meta.get("version") != CACHE_VERSION or meta.get("vocab_size") != len(vocab):
+        raise CacheError(f"{folder}: cache of another version or vocabulary")
+    splits = {}
+    for split in SPLITS:
+        info = meta["splits"][split]
+        ids_path = folder / f"{split}.ids.npy"
+        try:
+            if ids_path.stat().st_size != meta["ids_sizes"][split]:
+                raise CacheError(f"{ids_path}: size differs from meta.json (truncated?)")
+            ids = np.load(ids_path, mmap_mode="r")
+            offsets = np.load(folder / f"{split}.offsets.npy")
+            labels = np.load(folder / f"{split}.labels.npy")
+        except (OSError, ValueError, EOFError) as e:
+            raise CacheError(f"{folder}: unreadable {split} arrays ({e})") from e
+        n = info["reviews"]
+        if len(labels) != n or len(offsets) != n + 1 or offsets[-1] != len(ids):
+            raise CacheError(f"{folder}: {split} arrays disagree in length")
+        if n and (
+            np.any(np.diff(offsets) < 1) or not _ids_in_range(ids_path, ids.offset, len(vocab))
+        ):
+            raise CacheError(f"{folder}: {split} ids or offsets out of range")
+        if info["bad"] > max_bad_fraction * info["records"]:
+            raise CacheError(f"{folder}: {split} has more bad records than now allowed")
+        splits[split] = EncodedSplit(ids, offsets, labels)
+    return vocab, splits

@@ -1,0 +1,198 @@
+"""The LightningDataModule: review files -> cached token ids -> padded batches."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import lightning.pytorch as pl
+import numpy as np
+from torch.utils.data import DataLoader
+
+from lstm_sentiment.data.batching import BucketBatchSampler, FixedLengthCollate, ReviewDataset
+from lstm_sentiment.data.cache import CacheError, CacheSpec, build_cache, load_cache
+from lstm_sentiment.data.reviews import HOW_TO_GET_DATA, ReviewFileError
+from lstm_sentiment.data.text import TextPipeline
+from lstm_sentiment.data.vocab import Vocabulary
+
+# Looked for in this order when a file name is not given: the Kaggle fastText copy, then the CSV
+# copy that `make data` downloads.
+TRAIN_NAMES = ("train.ft.txt.bz2", "train.ft.txt", "train.ft.txt.gz", "train.csv", "train.csv.gz")
+TEST_NAMES = ("test.ft.txt.bz2", "test.ft.txt", "test.ft.txt.gz", "test.csv", "test.csv.gz")
+VAL_SOURCES = ("train", "test_half")
+
+
+def find_file(data_dir: str | Path, name: str | None, candidates: tuple[str, ...]) -> str:
+    folder = Path(data_dir)
+    names = (name,) if name else candidates
+    for candidate in names:
+        if (folder / candidate).is_file():
+            return str(folder / candidate)
+    raise ReviewFileError(
+        f"no review file {' or '.join(names)} in {folder.resolve()}. {HOW_TO_GET_DATA}"
+    )
+
+
+class ReviewDataModule(pl.LightningDataModule):
+    """Amazon Review Polarity as batches of ``ids`` [B, T], ``lengths`` [B], ``labels`` [B].
+
+    ``prepare_data`` tokenizes once into the on-disk cache (once per node); ``setup`` loads that
+    cache memory-mapped on every process and splits off validation: a seeded ``val_fraction`` of
+    the training file (default: the test file stays untouched until the end) or, as the reference
+    recipe did, the first half of the test file (``val_source=test_half``).
+    """
+
+    def __init__(
+        self,
+        data_dir: str,
+        train_file: str | None = None,
+        test_file: str | None = None,
+        file_format: str = "auto",
+        lowercase: bool = True,
+        replace_digits: bool = True,
+        replace_urls: bool = True,
+        tokenizer: str = "wordpunct",
+        max_len: int = 200,
+        min_freq: int = 2,
+        max_vocab_size: int | None = None,
+        val_source: str = "train",
+        val_fraction: float = 0.1,
+        split_seed: int = 0,
+        batch_size: int = 64,
+        eval_batch_size: int | None = None,
+        bucket: bool = True,
+        pool_batches: int = 50,
+        fixed_padding: bool = False,
+        num_workers: int = 0,
+        preprocess_workers: int | None = None,
+        cache_dir: str = ".cache/reviews",
+        max_bad_fraction: float = 0.01,
+        progress: bool = True,
+    ):
+        super().__init__()
+        if val_source not in VAL_SOURCES:
+            raise ValueError(f"data.val_source must be one of {VAL_SOURCES}, got {val_source!r}")
+        if not 0 < val_fraction < 1:
+            raise ValueError(f"data.val_fraction must be in (0, 1), got {val_fraction}")
+        self.data_dir, self.train_file, self.test_file = data_dir, train_file, test_file
+        self.file_format = file_format
+        self.pipeline = TextPipeline(lowercase, replace_digits, replace_urls, tokenizer)
+        self.max_len, self.min_freq, self.max_vocab_size = max_len, min_freq, max_vocab_size
+        self.val_source, self.val_fraction, self.split_seed = val_source, val_fraction, split_seed
+        self.batch_size = batch_size
+        self.eval_batch_size = eval_batch_size or batch_size
+        self.bucket, self.pool_batches, self.fixed_padding = bucket, pool_batches, fixed_padding
+        self.num_workers, self.preprocess_workers = num_workers, preprocess_workers
+        self.cache_dir, self.max_bad_fraction, self.progress = cache_dir, max_bad_fraction, progress
+        self.vocab: Vocabulary | None = None
+        self.datasets: dict[str, ReviewDataset] = {}
+
+    # -- cache ------------------------------------------------------------------------------
+
+    def spec(self) -> CacheSpec:
+        return CacheSpec(
+            train_path=find_file(self.data_dir, self.train_file, TRAIN_NAMES),
+            test_path=find_file(self.data_dir, self.test_file, TEST_NAMES),
+            pipeline=self.pipeline,
+            max_len=self.max_len,
+            min_freq=self.min_freq,
+            max_vocab_size=self.max_vocab_size,
+            file_format=self.file_format,
+        )
+
+    def prepare_data(self) -> None:
+        build_cache(
+            self.spec(),
+            self.cache_dir,
+            workers=self.preprocess_workers,
+            max_bad_fraction=self.max_bad_fraction,
+            progress=self.progress,
+        )
+
+    def _load(self):
+        folder = Path(self.cache_dir) / self.spec().key()
+        try:
+            return load_cache(folder, self.max_bad_fraction)
+        except CacheError:
+            self.prepare_data()  # setup() without prepare_data(), e.g. when used by hand
+            return load_cache(folder, self.max_bad_fraction)
+
+    @property
+    def vocab_size(self) -> int:
+        if self.vocab is None:
+            self.vocab = self._load()[0]
+        return len(self.vocab)
+
+    # -- splits -----------------------------------------------------------------------------
+
+    def setup(self, stage: str | None = None) -> None:
+        if self.datasets:
+            return
+        vocab, splits = self._load()
+        self.vocab = vocab
+        train, test = splits["train"], splits["test"]
+        if self.val_source == "train":
+            order = np.random.default_rng(self.split_seed).permutation(len(train))
+            n_val = max(1, round(self.val_fraction * len(train)))
+            self.datasets = {
+                "train": ReviewDataset(train, np.sort(order[n_val:])),
+                "val": ReviewDataset(train, np.sort(order[:n_val])),
+                "test": ReviewDataset(test),
+            }
+        else:
+            half = len(test) // 2
+            self.datasets = {
+                "train": ReviewDataset(train),
+                "val": ReviewDataset(test, np.arange(half)),
+                "test": ReviewDataset(test, np.arange(half, len(test))),
+            }
+
+    def _loader(self, split: str, shuffle: bool) -> DataLoader:
+        dataset = self.datasets[split]
+        batch_size = self.batch_size if shuffle else self.eval_batch_size
+        world, rank = 1, 0
+        if self.trainer is not None:
+            world, rank = self.trainer.world_size, self.trainer.global_rank
+        # Without bucketing, pools of one batch are plain shuffled batches. Evaluation order does
+        # not matter, so evaluation batches are always length-sorted: less padding.
+        sampler = BucketBatchSampler(
+            dataset.lengths,
+            batch_size,
+            shuffle=shuffle,
+            pool_batches=self.pool_batches if (self.bucket or not shuffle) else 1,
+            seed=self.split_seed,
+            num_replicas=world,
+            rank=rank,
+        )
+        return DataLoader(
+            dataset,
+            batch_sampler=sampler,
+            collate_fn=FixedLengthCollate(self.max_len if self.fixed_padding else None),
+            num_workers=self.num_workers,
+            persistent_workers=self.num_workers > 0,
+        )
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader("train", shuffle=True)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader("val", shuffle=False)
+
+    def test_dataloader(self) -> DataLoader:
+        return self._loader("test", shuffle=False)
+
+    # -- checkpoint -------------------------------------------------------------------------
+
+    def state_dict(self) -> dict[str, Any]:
+        """What prediction needs to turn text into ids: saved in every checkpoint."""
+        if self.vocab is None:
+            return {}
+        return {
+            "vocab": self.vocab.itos,
+            "pipeline": self.pipeline.to_dict(),
+            "max_len": self.max_len,
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        if state:
+            self.vocab = Vocabulary(state["vocab"])

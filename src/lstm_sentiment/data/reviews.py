@@ -1,0 +1,161 @@
+"""Read Amazon Review Polarity files, streamed, in either published form.
+
+- fastText (the Kaggle copy): ``__label__1 <title>: <text>`` per line (1 = negative, 2 = positive);
+- CSV (Xiang Zhang's original): ``"label","title","text"`` rows, labels "1"/"2".
+
+Plain, ``.bz2`` and ``.gz`` files are read as streams. A malformed record is skipped and counted;
+``ReadStats.check`` fails the read when too many were bad. Corrupt archives, missing and empty files
+raise ``ReviewFileError`` naming the file.
+"""
+
+from __future__ import annotations
+
+import bz2
+import csv
+import gzip
+import io
+import zlib
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+FASTTEXT_LABELS = {"__label__1": 0, "__label__2": 1}
+CSV_LABELS = {"1": 0, "2": 1}
+# Real reviews are under ~1,000 characters; a multi-megabyte "line" is a broken file, not a review.
+MAX_REVIEW_CHARS = 100_000
+HOW_TO_GET_DATA = (
+    "Get the data with `make data` (downloads the full set), or point the project at a folder "
+    "holding train/test files with `data.data_dir=DIR` or the REVIEWS_DIR environment variable."
+)
+
+
+class ReviewFileError(ValueError):
+    """A review file that cannot be used: missing, empty, corrupt, or too many bad lines."""
+
+
+@dataclass
+class ReadStats:
+    """What a read saw: records, bad records, and the first few bad line numbers with reasons."""
+
+    path: str
+    records: int = 0
+    bad: int = 0
+    examples: list[tuple[int, str]] = field(default_factory=list)
+
+    def add_bad(self, line: int, reason: str) -> None:
+        self.bad += 1
+        if len(self.examples) < 5:
+            self.examples.append((line, reason))
+
+    def summary(self) -> str:
+        shown = "; ".join(f"line {n}: {why}" for n, why in self.examples)
+        return f"{self.path}: skipped {self.bad} of {self.records} records ({shown})"
+
+    def check(self, max_bad_fraction: float) -> None:
+        """Raise when nothing was usable or the bad fraction is above the limit."""
+        if self.records == 0:
+            raise ReviewFileError(f"{self.path}: the file holds no reviews. {HOW_TO_GET_DATA}")
+        if self.bad > max_bad_fraction * self.records:
+            raise ReviewFileError(
+                f"{self.summary()}: more than data.max_bad_fraction={max_bad_fraction} are bad"
+            )
+
+
+def detect_format(path: str | Path) -> str:
+    """``csv`` when the name says so (``train.csv``, ``test.csv.gz``), else ``fasttext``."""
+    return "csv" if ".csv" in Path(path).name.lower() else "fasttext"
+
+
+def open_binary(path: str | Path) -> io.BufferedIOBase:
+    path = Path(path)
+    if not path.is_file():
+        raise ReviewFileError(f"{path}: no such file. {HOW_TO_GET_DATA}")
+    if path.suffix == ".bz2":
+        return bz2.open(path, "rb")
+    if path.suffix == ".gz":
+        return gzip.open(path, "rb")
+    return open(path, "rb")
+
+
+def read_reviews(
+    path: str | Path, fmt: str = "auto", stats: ReadStats | None = None
+) -> Iterator[tuple[int, str]]:
+    """Yield ``(label, text)`` with label 0 (negative) or 1 (positive), text ``title: body``.
+
+    Pass a ``ReadStats`` to learn what was skipped; call its ``check`` once the generator is done.
+    """
+    stats = stats if stats is not None else ReadStats(str(path))
+    fmt = detect_format(path) if fmt == "auto" else fmt
+    if fmt not in ("fasttext", "csv"):
+        raise ValueError(f"unknown review file format {fmt!r}: use auto, fasttext or csv")
+    records = _fasttext_records if fmt == "fasttext" else _csv_records
+    try:
+        with open_binary(path) as f:
+            yield from records(f, stats)
+    except (EOFError, OSError, zlib.error) as e:
+        if isinstance(e, FileNotFoundError):
+            raise ReviewFileError(f"{path}: no such file. {HOW_TO_GET_DATA}") from e
+        raise ReviewFileError(
+            f"{path}: corrupt or truncated file after {stats.records} records ({e})"
+        ) from e
+
+
+def _fasttext_records(f: io.BufferedIOBase, stats: ReadStats) -> Iterator[tuple[int, str]]:
+    for lineno, raw in enumerate(f, 1):
+        if not raw.strip():
+            continue  # blank lines (a trailing newline, say) are not records
+        stats.records += 1
+        try:
+            line = raw.decode("utf-8")
+        except UnicodeDecodeError as e:
+            stats.add_bad(lineno, f"invalid UTF-8 at byte {e.start}")
+            continue
+        label, _, text = line.strip().partition(" ")
+        if not label.startswith("__label__"):
+            stats.add_bad(lineno, "no __label__ prefix")
+        elif label not in FASTTEXT_LABELS:
+            stats.add_bad(lineno, f"unknown label {label!r}")
+        elif not text.strip():
+            stats.add_bad(lineno, "empty review")
+        elif len(text) > MAX_REVIEW_CHARS:
+            stats.add_bad(lineno, f"review of {len(text):,} characters")
+        else:
+            yield FASTTEXT_LABELS[label], text
+
+
+def _csv_records(f: io.BufferedIOBase, stats: ReadStats) -> Iterator[tuple[int, str]]:
+    # surrogateescape keeps reading past invalid bytes; the record holding them is then skipped.
+    text_stream = io.TextIOWrapper(f, encoding="utf-8", errors="surrogateescape", newline="")
+    reader = csv.reader(text_stream)
+    csv.field_size_limit(16 * MAX_REVIEW_CHARS)
+    while True:
+        start = reader.line_num + 1
+        try:
+            row = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as e:
+            stats.records += 1
+            stats.add_bad(start, f"CSV error: {e}")
+            continue
+        if not row or not any(cell.strip() for cell in row):
+            continue
+        stats.records += 1
+        if len(row) != 3:
+            stats.add_bad(start, f"{len(row)} fields, expected 3 (label, title, text)")
+            continue
+        label, title, body = row
+        text = f"{title.strip()}: {body.strip()}".replace("\\n", " ")
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError:
+            stats.add_bad(start, "invalid UTF-8")
+            continue
+        if label.strip() not in CSV_LABELS:
+            stats.add_bad(start, f"unknown label {label!r}")
+        elif not (title.strip() or body.strip()):
+            stats.add_bad(start, "empty review")
+        elif len(text) > MAX_REVIEW_CHARS:
+            stats.add_bad(start, f"review of {len(text):,} characters")
+        else:
+            yield CSV_LABELS[label.strip()], text

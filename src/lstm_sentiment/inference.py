@@ -1,0 +1,158 @@
+"""A trained checkpoint as a text -> probability function, shared by ``predict`` and ``export``.
+
+Everything comes from the checkpoint: the network from its hyperparameters, the vocabulary and
+the text settings from the DataModule state saved beside them. No data files, no Lightning.
+"""
+
+from __future__ import annotations
+
+import inspect
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from lstm_sentiment.data.batching import pad_batch
+from lstm_sentiment.data.text import TextPipeline
+from lstm_sentiment.data.vocab import UNK, Vocabulary
+from lstm_sentiment.models.components.lstm import LSTMClassifier
+
+DATAMODULE_KEY = "ReviewDataModule"  # where ReviewDataModule.state_dict() lands in a checkpoint
+
+
+class InferenceError(ValueError):
+    """A problem the user can fix (checkpoint, input, option): reported as one line."""
+
+
+class CheckpointError(InferenceError):
+    """A checkpoint that is missing, unreadable, or not one of ours."""
+
+
+class InputError(InferenceError):
+    """Reviews that cannot be predicted: none at all, empty, or not UTF-8."""
+
+
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__
+
+
+@dataclass
+class Predictor:
+    """The network plus what turns text into its input, exactly as in training."""
+
+    net: LSTMClassifier
+    pipeline: TextPipeline
+    vocab: Vocabulary
+    max_len: int
+    device: torch.device
+
+    def tokens(self, text: str) -> list[str]:
+        # as the cache does it: truncated to max_len, and an all-punctuation review is one _UNK
+        return self.pipeline(text)[: self.max_len] or [UNK]
+
+    def batch(self, texts: list[str]) -> dict[str, torch.Tensor]:
+        """``ids`` [B, T] and ``lengths`` [B], padded as the training batches are."""
+        items = [(np.asarray(self.vocab.encode(self.tokens(t)), np.int64), 0) for t in texts]
+        return pad_batch(items)
+
+    @torch.inference_mode()
+    def probabilities(self, texts: list[str]) -> list[float]:
+        """The positive probability of each review."""
+        batch = self.batch(texts)
+        logits = self.net(batch["ids"].to(self.device), batch["lengths"])
+        return torch.sigmoid(logits).tolist()
+
+    @torch.inference_mode()
+    def per_token(self, text: str) -> tuple[list[str], list[float]]:
+        """The review's tokens and the positive probability after each; the last one is the
+        review's probability."""
+        tokens = self.tokens(text)
+        ids = torch.tensor([self.vocab.encode(tokens)], device=self.device)
+        try:
+            logits = self.net.per_token_logits(ids)[0]
+        except ValueError as e:  # a bidirectional network has no left-to-right reading
+            raise InferenceError(_first_line(e)) from None
+        return tokens, torch.sigmoid(logits).tolist()
+
+
+def pick_device(name: str) -> torch.device:
+    """``cpu``, ``cuda`` / ``cuda:N``, or ``auto`` (a GPU when there is one)."""
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise InferenceError(
+            f"device={name!r} is not a device: use cpu, cuda, cuda:N or auto"
+        ) from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise InferenceError(f"device={name} asked for, but torch sees no CUDA GPU: use device=cpu")
+    return device
+
+
+def read_checkpoint(path: str | Path) -> dict:
+    """The checkpoint dict, checked to be a SentimentModule + ReviewDataModule checkpoint."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{path}: no such checkpoint file")
+    try:
+        # weights_only: a checkpoint is data, and loading it must not run code
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # zip, pickle and EOF errors all mean the same thing here
+        raise CheckpointError(
+            f"{path}: not a readable PyTorch checkpoint (corrupt or truncated?): {_first_line(e)}"
+        ) from None
+    if not isinstance(ckpt, dict) or not {"state_dict", "hyper_parameters"} <= ckpt.keys():
+        raise CheckpointError(
+            f"{path}: not a Lightning checkpoint of lstm_sentiment.train (no hyper_parameters "
+            "and state_dict; a plain state dict or another program's file?)"
+        )
+    if "vocab" not in (ckpt.get(DATAMODULE_KEY) or {}):
+        raise CheckpointError(
+            f"{path}: holds no vocabulary ({DATAMODULE_KEY} state): a checkpoint of another "
+            "model type, or saved before training started"
+        )
+    return ckpt
+
+
+def load_predictor(path: str | Path, device: str = "cpu") -> Predictor:
+    """Rebuild the trained network and its text pipeline from a checkpoint alone."""
+    ckpt = read_checkpoint(path)
+    saved = ckpt[DATAMODULE_KEY]
+    try:
+        net = build_network(ckpt["hyper_parameters"], ckpt["state_dict"])
+    except (TypeError, RuntimeError) as e:
+        raise CheckpointError(
+            f"{path}: a checkpoint of another model type ({_first_line(e)})"
+        ) from None
+    try:
+        vocab = Vocabulary(saved["vocab"])
+        pipeline = TextPipeline(**saved["pipeline"])
+    except (TypeError, ValueError, LookupError) as e:
+        raise CheckpointError(f"{path}: unusable text settings ({_first_line(e)})") from None
+    if len(vocab) != net.embedding.num_embeddings:
+        raise CheckpointError(
+            f"{path}: its vocabulary ({len(vocab)} words) does not fit its embedding "
+            f"({net.embedding.num_embeddings} rows)"
+        )
+    torch_device = pick_device(device)
+    return Predictor(
+        net.to(torch_device).eval(), pipeline, vocab, int(saved["max_len"]), torch_device
+    )
+
+
+def build_network(hparams: dict, state_dict: dict) -> LSTMClassifier:
+    """The trained network alone, without Lightning (whose import triples the CLI's start-up).
+
+    SentimentModule keeps it as ``net`` and hands it each hyperparameter of the same name, so
+    the same names rebuild it here; a test checks both give the same probabilities.
+    """
+    accepted = inspect.signature(LSTMClassifier).parameters
+    net = LSTMClassifier(**{k: v for k, v in hparams.items() if k in accepted})
+    prefix = "net."
+    net.load_state_dict(
+        {k.removeprefix(prefix): v for k, v in state_dict.items() if k.startswith(prefix)}
+    )
+    return net

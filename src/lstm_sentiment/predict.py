@@ -1,0 +1,224 @@
+"""Predict reviews with a trained checkpoint: ``python -m lstm_sentiment.predict ckpt_path=PATH``.
+
+Reviews come from ``text=`` arguments (each one review, taken verbatim, so quotes and commas need no
+Hydra escaping), else ``input=FILE`` (one review per line, or a fastText/CSV review file), else
+standard input (one review per line). Output is JSON Lines (``text``, ``probability``, ``label``,
+and ``target`` when the input was labelled) on stdout or ``output=FILE``; logs go to stderr.
+``per_token=true`` prints the probability after each token instead (``plot=FILE.png`` draws it).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+import time
+from collections.abc import Iterable, Iterator
+from contextlib import ExitStack
+from itertools import chain, islice
+from pathlib import Path
+from typing import IO
+
+import hydra
+from omegaconf import DictConfig
+
+from lstm_sentiment.config import CONFIG_DIR
+from lstm_sentiment.data.reviews import ReadStats, ReviewFileError, open_binary, read_reviews
+from lstm_sentiment.data.vocab import UNK_ID
+from lstm_sentiment.inference import InferenceError, InputError, Predictor, load_predictor
+
+log = logging.getLogger("lstm_sentiment.predict")
+
+INPUT_FORMATS = ("auto", "lines", "fasttext", "csv")
+Review = tuple[str, int | None]  # text, and its label when the input file had one
+
+
+# -- reading reviews ----------------------------------------------------------------------------
+
+
+def read_lines(stream: IO[bytes], name: str) -> Iterator[Review]:
+    """One review per non-blank line; a line that is not UTF-8 stops the read, naming it."""
+    for lineno, raw in enumerate(stream, 1):
+        try:
+            text = raw.decode("utf-8").strip()
+        except UnicodeDecodeError as e:
+            raise InputError(f"{name}: line {lineno} is not UTF-8 (byte {e.start})") from None
+        if text:
+            yield text, None
+
+
+def read_review_file(path: str, fmt: str) -> Iterator[Review]:
+    """A fastText or CSV review file, through the training reader: same ``title: body`` text."""
+    stats = ReadStats(path)
+    for label, text in read_reviews(path, fmt, stats):
+        if stats.bad:
+            break
+        yield text, label
+    if stats.bad:  # the reader skips bad records; here each review must get its prediction
+        raise InputError(stats.summary())
+
+
+def detect_input_format(path: str) -> str:
+    """``csv`` by name, ``fasttext`` when the first line starts with ``__label__``, else lines."""
+    if ".csv" in Path(path).name.lower():
+        return "csv"
+    with open_binary(path) as f:
+        first = next((line for line in f if line.strip()), b"")
+    return "fasttext" if first.startswith(b"__label__") else "lines"
+
+
+def read_input(cfg: DictConfig, texts: Iterable[str], stdin: IO[bytes]) -> Iterator[Review]:
+    texts = [*cfg.get("text", []), *texts]
+    if texts and cfg.get("input"):
+        raise InputError("give reviews as text= arguments or as input=FILE, not both")
+    if texts:
+        for i, text in enumerate(texts, 1):
+            if not text.strip():
+                raise InputError(f"text argument {i} is empty")
+        return ((text, None) for text in texts)
+    source = cfg.get("input") or "-"
+    if source == "-":
+        if stdin.isatty():
+            raise InputError(
+                "no reviews given: pass text=REVIEW, input=FILE, or pipe reviews to stdin"
+            )
+        return read_lines(stdin, "stdin")
+    if not Path(source).is_file():
+        raise InputError(f"{source}: no such input file")
+    fmt = cfg.get("input_format", "auto")
+    if fmt not in INPUT_FORMATS:
+        raise InputError(f"input_format must be one of {INPUT_FORMATS}, got {fmt!r}")
+    fmt = detect_input_format(source) if fmt == "auto" else fmt
+    if fmt == "lines":
+        return _read_lines_file(source)
+    return read_review_file(source, fmt)
+
+
+def _read_lines_file(path: str) -> Iterator[Review]:
+    with open_binary(path) as f:
+        yield from read_lines(f, path)
+
+
+def batches(items: Iterable, size: int) -> Iterator[list]:
+    it = iter(items)
+    while chunk := list(islice(it, size)):
+        yield chunk
+
+
+# -- output -------------------------------------------------------------------------------------
+
+
+def per_token_table(predictor: Predictor, tokens: list[str], probs: list[float]) -> str:
+    """One row per token: its probability, a bar, and notes on unknown words and on where the
+    prediction flips."""
+    unknown = [i == UNK_ID for i in predictor.vocab.encode(tokens)]
+    width = max(len(t) for t in tokens)
+    rows = [f"{'#':>4}  {'token':<{width}}  p(pos)"]
+    for i, (tok, p, unk) in enumerate(zip(tokens, probs, unknown, strict=True)):
+        notes = ["(unknown word)"] if unk else []
+        if i and (p >= 0.5) != (probs[i - 1] >= 0.5):
+            notes.append("<- turns " + ("positive" if p >= 0.5 else "negative"))
+        bar = "#" * round(p * 20)
+        rows.append(f"{i + 1:>4}  {tok:<{width}}  {p:.3f}  {bar:<20}  {' '.join(notes)}".rstrip())
+    return "\n".join(rows)
+
+
+def plot_per_token(tokens: list[str], probs: list[float], path: str, title: str) -> None:
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")  # files only: no display needed
+        import matplotlib.pyplot as plt
+    except ImportError:
+        raise InputError("plot= needs matplotlib: pip install matplotlib") from None
+    fig, ax = plt.subplots(figsize=(max(6.0, 0.35 * len(tokens)), 3.5))
+    ax.plot(range(len(tokens)), probs, marker="o", markersize=3)
+    ax.axhline(0.5, color="grey", linestyle="--", linewidth=0.8)
+    ax.set_ylim(0, 1)
+    ax.set_xticks(range(len(tokens)), tokens, rotation=90, fontsize=8)
+    ax.set_ylabel("p(positive) so far")
+    ax.set_title(title[:80], fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def explain(predictor: Predictor, reviews: list[Review], out: IO[str], plot: str | None) -> None:
+    if plot and len(reviews) != 1:
+        raise InputError(f"plot= draws one review; got {len(reviews)}")
+    for text, _ in reviews:
+        tokens, probs = predictor.per_token(text)
+        out.write(f"{text}\n{per_token_table(predictor, tokens, probs)}\n\n")
+        if plot:
+            plot_per_token(tokens, probs, plot, text)
+            log.info("per-token plot written to %s", plot)
+
+
+# -- the pure function and the CLI --------------------------------------------------------------
+
+
+def predict(
+    cfg: DictConfig,
+    texts: Iterable[str] = (),
+    stdin: IO[bytes] | None = None,
+    stdout: IO[str] | None = None,
+) -> int:
+    """Predict every review ``cfg`` (and ``texts``) name; return how many were written."""
+    stdin = stdin if stdin is not None else sys.stdin.buffer
+    predictor = load_predictor(cfg.ckpt_path, cfg.device)
+    reviews = read_input(cfg, texts, stdin)
+    first = next(reviews, None)
+    if first is None:
+        raise InputError("no reviews in the input (only blank lines?)")
+    reviews = chain([first], reviews)
+    if cfg.per_token:
+        explain(predictor, list(reviews), stdout or sys.stdout, cfg.get("plot"))
+        return 0
+    started, n = time.perf_counter(), 0
+    with ExitStack() as stack:
+        out = stdout or sys.stdout  # resolved now, so a caller's redirection of sys.stdout counts
+        if cfg.output:
+            out = stack.enter_context(open(cfg.output, "w", encoding="utf-8"))
+        for chunk in batches(reviews, cfg.batch_size):
+            probs = predictor.probabilities([text for text, _ in chunk])
+            for (text, target), p in zip(chunk, probs, strict=True):
+                record = {"text": text, "probability": p}
+                record["label"] = "positive" if p >= cfg.threshold else "negative"
+                if target is not None:
+                    record["target"] = "positive" if target else "negative"
+                out.write(json.dumps(record, ensure_ascii=False) + "\n")
+            n += len(chunk)
+    seconds = time.perf_counter() - started
+    log.info(
+        "%d reviews in %.2f s (%.0f reviews/s) on %s", n, seconds, n / seconds, predictor.device
+    )
+    return n
+
+
+def take_text_args(argv: list[str]) -> tuple[list[str], list[str]]:
+    """Split ``text=...`` arguments (kept verbatim) from the Hydra overrides."""
+    texts = [a.partition("=")[2] for a in argv if a.startswith("text=")]
+    return texts, [a for a in argv if not a.startswith("text=")]
+
+
+def main() -> None:
+    texts, sys.argv[1:] = take_text_args(sys.argv[1:])
+
+    @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="predict")
+    def run(cfg: DictConfig) -> None:
+        # Hydra's logging is off (predict.yaml), so stdout carries JSON Lines only
+        logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
+        try:
+            predict(cfg, texts)
+        except BrokenPipeError:  # `... | head`: the reader left, which is not an error
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        except (InferenceError, ReviewFileError, OSError) as e:
+            print(f"error: {e}", file=sys.stderr)
+            sys.exit(1)
+
+    run()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,154 @@
+"""Reading, cleaning, tokenizing, vocabulary and splits; the recipe's data faults stay fixed."""
+
+from __future__ import annotations
+
+import bz2
+import gzip
+from collections import Counter
+
+import numpy as np
+import pytest
+from nltk.tokenize import wordpunct_tokenize
+
+from conftest import SHARED_SAMPLE, write_fasttext
+from lstm_sentiment.data.datamodule import ReviewDataModule
+from lstm_sentiment.data.reviews import ReadStats, ReviewFileError, read_reviews
+from lstm_sentiment.data.text import PUNKT_HELP, TextPipeline, require_punkt
+from lstm_sentiment.data.vocab import PAD_ID, UNK_ID, Vocabulary
+
+LINES = "__label__2 Great CD: My lovely Pat has one of the GREAT voices.\n__label__1 Bad: broke.\n"
+
+
+@pytest.mark.parametrize("opener", [open, bz2.open, gzip.open], ids=["plain", "bz2", "gz"])
+def test_read_fasttext_plain_and_compressed(tmp_path, opener):
+    suffix = {open: "", bz2.open: ".bz2", gzip.open: ".gz"}[opener]
+    path = tmp_path / f"train.ft.txt{suffix}"
+    with opener(path, "wb") as f:
+        f.write(LINES.encode())
+    assert list(read_reviews(path)) == [
+        (1, "Great CD: My lovely Pat has one of the GREAT voices."),
+        (0, "Bad: broke."),
+    ]
+
+
+def test_read_csv_with_quoted_commas_and_newlines(tmp_path):
+    path = tmp_path / "train.csv"
+    path.write_text('"2","Nice, really","line one\nline two, with comma"\n"1","Meh","bad\\nworse"\n')
+    assert list(read_reviews(path)) == [
+        (1, "Nice, really: line one\nline two, with comma"),
+        (0, "Meh: bad worse"),
+    ]
+
+
+def test_bad_lines_are_skipped_counted_and_limited(tmp_path):
+    path = tmp_path / "train.ft.txt"
+    path.write_bytes(LINES.encode() + b"no label here\n__label__3 what\n__label__1 \xff\xfe bad\n")
+    stats = ReadStats(str(path))
+    assert len(list(read_reviews(path, stats=stats))) == 2
+    assert (stats.records, stats.bad) == (5, 3)
+    assert [n for n, _ in stats.examples] == [3, 4, 5]
+    with pytest.raises(ReviewFileError, match=r"train.ft.txt: skipped 3 of 5 .*line 3: no __label__"):
+        stats.check(max_bad_fraction=0.5)
+    stats.check(max_bad_fraction=0.6)
+
+
+def test_missing_file_names_the_fix(tmp_path):
+    with pytest.raises(ReviewFileError, match="no such file.*make data"):
+        list(read_reviews(tmp_path / "nope.ft.txt"))
+
+
+def test_url_pattern_keeps_words_glued_to_a_full_stop():
+    clean = TextPipeline().clean
+    # the recipe's pattern turned "product.but" and "mr.bob" into <url>
+    assert clean("Great product.but mr.bob said no") == "great product.but mr.bob said no"
+    assert "<url>" in clean("see http://example.com/x?y=1 now")
+    assert "<url>" in clean("bought at www.shop.de")
+    assert "<url>" in clean("from amazon.com today")
+
+
+def test_cleaning_lowercases_and_zeroes_digits():
+    assert TextPipeline().clean("Bought 2 in 2019") == "bought 0 in 0000"
+    raw = TextPipeline(lowercase=False, replace_digits=False)
+    assert raw.clean("Bought 2") == "Bought 2"
+
+
+def test_url_stays_one_token():
+    assert TextPipeline()("see www.a.com now") == ["see", "<url>", "now"]
+
+
+def test_default_tokenizer_needs_no_download_and_matches_nltk():
+    text = "It's great -- really! (5 stars) don't buy... ok?"
+    pipe = TextPipeline()
+    assert pipe.tokenize(text) == wordpunct_tokenize(text)
+    assert TextPipeline(tokenizer="treebank")("great. but it broke") == [
+        "great", ".", "but", "it", "broke"
+    ]
+
+
+def test_punkt_tokenizer_fails_with_install_hint():
+    try:
+        require_punkt()
+        pytest.skip("punkt_tab is installed here; the failure path cannot be shown")
+    except LookupError:
+        pass
+    with pytest.raises(LookupError, match="nltk.downloader punkt_tab"):
+        TextPipeline(tokenizer="punkt")
+    assert "treebank" in PUNKT_HELP
+
+
+def test_vocabulary_min_freq_specials_and_unknowns():
+    vocab = Vocabulary.from_counts(Counter("a a a b b c".split()), min_freq=2)
+    assert vocab.itos == ["_PAD", "_UNK", "a", "b"]
+    # the recipe mapped unknown words to 0, the pad id; they must map to _UNK
+    assert vocab.encode(["a", "zzz", "c"]) == [2, UNK_ID, UNK_ID]
+    assert UNK_ID != PAD_ID
+    assert len(Vocabulary.from_counts(Counter("a a b b c c".split()), max_size=3)) == 3
+
+
+def _datamodule(data_dir, tmp_path, **kw):
+    kw = {"preprocess_workers": 1, "progress": False, "batch_size": 16, **kw}
+    return ReviewDataModule(data_dir=str(data_dir), cache_dir=str(tmp_path / "cache"), **kw)
+
+
+def test_vocabulary_counts_only_training_reviews(tmp_path):
+    write_fasttext(tmp_path / "train.ft.txt", 50, seed=0)
+    (tmp_path / "test.ft.txt").write_text("__label__1 zebra zebra zebra zebra\n")
+    dm = _datamodule(tmp_path, tmp_path)
+    dm.prepare_data()
+    dm.setup("fit")
+    assert "zebra" not in dm.vocab
+    assert dm.datasets["test"][0][0].tolist() == [UNK_ID] * 4
+
+
+def test_validation_is_held_out_from_train_not_test(tiny_data_dir, tmp_path):
+    dm = _datamodule(tiny_data_dir, tmp_path)
+    dm.setup("fit")
+    train, val, test = (dm.datasets[s] for s in ("train", "val", "test"))
+    assert val.split is train.split and test.split is not train.split
+    assert not set(train.indices) & set(val.indices)
+    assert len(val) == 60 and len(train) == 540 and len(test) == 200
+    ref = _datamodule(tiny_data_dir, tmp_path, val_source="test_half")
+    ref.setup("fit")
+    assert len(ref.datasets["val"]) == 100 and len(ref.datasets["test"]) == 100
+    assert ref.datasets["val"].split is ref.datasets["test"].split
+
+
+def test_batches_are_padded_to_their_longest_review(tiny_data_dir, tmp_path):
+    dm = _datamodule(tiny_data_dir, tmp_path, max_len=12)
+    dm.setup("fit")
+    for batch in dm.train_dataloader():
+        assert batch["ids"].shape[1] == int(batch["lengths"].max()) <= 12
+        for row, n in zip(batch["ids"], batch["lengths"]):
+            assert (row[:n] != PAD_ID).all() and (row[n:] == PAD_ID).all()
+
+
+@pytest.mark.skipif(not SHARED_SAMPLE.is_dir(), reason="needs ../shared/data beside the project")
+def test_real_shared_sample_reads_and_encodes(tmp_path):
+    labels = np.array([label for label, _ in read_reviews(SHARED_SAMPLE / "train.ft.txt.bz2")])
+    assert len(labels) == 9459 and labels.sum() == 4755  # the sample's README counts
+    dm = _datamodule(SHARED_SAMPLE, tmp_path, preprocess_workers=2)
+    dm.setup("fit")
+    assert len(dm.datasets["test"]) == 1984
+    assert 10_000 < len(dm.vocab) < 30_000
+    ids, label = dm.datasets["test"][0]
+    assert 0 < len(ids) <= 200 and ids.dtype == np.int32 and label in (0, 1)

@@ -1,0 +1,92 @@
+"""The network and the LightningModule; the recipe's model faults stay fixed."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from lstm_sentiment.models.components.lstm import LSTMClassifier
+from lstm_sentiment.models.sentiment_module import SentimentModule
+
+
+def batch_of(lengths: list[int], vocab: int = 50, width: int | None = None, seed: int = 0):
+    gen = torch.Generator().manual_seed(seed)
+    width = width or max(lengths)
+    ids = torch.zeros(len(lengths), width, dtype=torch.long)
+    for row, n in enumerate(lengths):
+        ids[row, :n] = torch.randint(2, vocab, (n,), generator=gen)
+    return ids, torch.tensor(lengths)
+
+
+@pytest.mark.parametrize("rnn_type", ["lstm", "gru", "rnn"])
+@pytest.mark.parametrize("pack", [True, False])
+def test_any_batch_size_and_fresh_state(rnn_type, pack):
+    torch.manual_seed(0)
+    net = LSTMClassifier(50, 8, 8, num_layers=2, rnn_type=rnn_type, pack=pack).eval()
+    ids, lengths = batch_of([5, 3, 7, 1, 4, 6, 2])
+    full = net(ids, lengths)
+    assert full.shape == (7,)
+    # a last partial batch of 3 works (the recipe's fixed-size state broke on it) ...
+    assert torch.allclose(net(ids[:3], lengths[:3]), full[:3], atol=1e-6)
+    # ... and no state leaks from one batch into the next (the recipe carried it over)
+    other_ids, other_lengths = batch_of([9, 9, 9], seed=1)
+    net(other_ids, other_lengths)
+    assert torch.allclose(net(ids, lengths), full, atol=1e-6)
+
+
+@pytest.mark.parametrize("pack", [True, False])
+def test_reads_the_real_last_token_not_padding(pack):
+    torch.manual_seed(0)
+    net = LSTMClassifier(50, 8, 8, pack=pack).eval()
+    ids, lengths = batch_of([4, 6])
+    padded, _ = batch_of([4, 6], width=30)
+    assert torch.allclose(net(ids, lengths), net(padded, lengths), atol=1e-6)
+    # the logit is the state after token 4, not after the pads: cutting the review changes it
+    assert not torch.allclose(net(ids, torch.tensor([3, 6]))[0], net(ids, lengths)[0])
+
+
+def test_bidirectional_ignores_padding():
+    torch.manual_seed(0)
+    net = LSTMClassifier(50, 8, 8, bidirectional=True, pack=False).eval()
+    ids, lengths = batch_of([4, 6])
+    padded, _ = batch_of([4, 6], width=20)
+    assert torch.allclose(net(ids, lengths), net(padded, lengths), atol=1e-6)
+
+
+def test_per_token_logits_end_at_the_review_logit():
+    torch.manual_seed(0)
+    net = LSTMClassifier(50, 8, 8).eval()
+    ids, lengths = batch_of([6])
+    per_token = net.per_token_logits(ids)
+    assert per_token.shape == (1, 6)
+    for t in range(1, 7):
+        assert torch.allclose(per_token[0, t - 1], net(ids[:, :t], torch.tensor([t]))[0], atol=1e-6)
+
+
+def test_padding_row_of_the_embedding_stays_zero():
+    net = LSTMClassifier(50, 8, 8)
+    assert net.embedding.padding_idx == 0
+    assert torch.count_nonzero(net.embedding.weight[0]) == 0
+
+
+def test_loss_is_bce_with_logits_exact_where_sigmoid_bce_saturates():
+    module = SentimentModule(vocab_size=50, embedding_dim=8, hidden_size=8)
+    assert isinstance(module.loss_fn, nn.BCEWithLogitsLoss)
+    logits, labels = torch.tensor([200.0]), torch.tensor([0.0])
+    # sigmoid(200) rounds to 1, and BCELoss clamps log(0) to -100: the recipe's loss is off by 100
+    assert nn.BCELoss()(torch.sigmoid(logits), labels).item() == pytest.approx(100.0)
+    assert module.loss_fn(logits, labels).item() == pytest.approx(200.0)
+
+
+def test_hyperparameters_are_plain_values():
+    module = SentimentModule(vocab_size=50, embedding_dim=8, hidden_size=8, scheduler="cosine")
+    for key, value in module.hparams.items():
+        assert value is None or isinstance(value, (int, float, str, bool, dict)), key
+
+
+def test_unknown_options_fail_clearly():
+    with pytest.raises(ValueError, match="rnn_type"):
+        LSTMClassifier(50, rnn_type="transformer")
+    with pytest.raises(ValueError, match="scheduler"):
+        SentimentModule(vocab_size=50, scheduler="warmup")

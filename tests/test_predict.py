@@ -1,0 +1,231 @@
+"""Prediction from a checkpoint: every input route, the per-token view, and each error case."""
+
+from __future__ import annotations
+
+import io
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from hydra import compose, initialize_config_dir
+from hydra.core.global_hydra import GlobalHydra
+
+from lstm_sentiment import predict as predict_cli
+from lstm_sentiment.config import CONFIG_DIR
+from lstm_sentiment.data.cache import load_cache
+from lstm_sentiment.inference import InferenceError, load_predictor
+from lstm_sentiment.models.sentiment_module import SentimentModule
+
+TRICKY = 'Great start, but it\'s "broken" after a week: ${not.a.key} [1,2] 50% =('
+
+
+def predict_cfg(ckpt: Path, *overrides: str):
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(version_base="1.3", config_dir=CONFIG_DIR):
+        return compose("predict", overrides=[f"ckpt_path={ckpt}", *overrides])
+
+
+def run_predict(ckpt: Path, *overrides: str, texts=(), stdin: bytes = b"") -> list[dict]:
+    out = io.StringIO()
+    predict_cli.predict(predict_cfg(ckpt, *overrides), texts, io.BytesIO(stdin), out)
+    return [json.loads(line) for line in out.getvalue().splitlines()]
+
+
+def run_main(monkeypatch, capsys, *argv: str, stdin: bytes = b"") -> tuple[int, str, str]:
+    """The CLI's ``main`` in-process (Hydra and all), as a subprocess would run it."""
+    GlobalHydra.instance().clear()
+    monkeypatch.setattr(sys, "argv", ["predict", *argv])
+    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(stdin)))
+    try:
+        predict_cli.main()
+        code = 0
+    except SystemExit as e:
+        code = e.code
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def test_text_arguments_are_taken_verbatim(tiny_checkpoint, monkeypatch, capsys):
+    code, out, _ = run_main(
+        monkeypatch,
+        capsys,
+        f"ckpt_path={tiny_checkpoint}",
+        f"text={TRICKY}",
+        "text=awful waste, broken",
+    )
+    assert code == 0
+    records = [json.loads(line) for line in out.splitlines()]
+    assert [r["text"] for r in records] == [TRICKY, "awful waste, broken"]
+    # the Lightning model itself, as training built it, gives the same probabilities
+    model = SentimentModule.load_from_checkpoint(tiny_checkpoint, map_location="cpu").eval()
+    batch = load_predictor(tiny_checkpoint).batch([r["text"] for r in records])
+    expected = torch.sigmoid(model(batch["ids"], batch["lengths"])).tolist()
+    assert [r["probability"] for r in records] == pytest.approx(expected, abs=1e-6)
+    for r in records:
+        assert r["label"] == ("positive" if r["probability"] >= 0.5 else "negative")
+
+
+def test_encoding_matches_the_training_cache(tiny_checkpoint, tiny_data_dir):
+    """Text -> ids at prediction time is exactly what the training cache stored."""
+    predictor = load_predictor(tiny_checkpoint)
+    cache_root = tiny_checkpoint.parents[2] / "cache"
+    (folder,) = [p for p in cache_root.iterdir() if not p.name.startswith(".")]
+    _, splits = load_cache(folder)
+    records = run_predict(tiny_checkpoint, f"input={tiny_data_dir / 'test.ft.txt'}")
+    assert len(records) == len(splits["test"]) == 200
+    for i in (0, 1, 57, 199):
+        ids = predictor.batch([records[i]["text"]])["ids"][0]
+        assert ids.tolist() == splits["test"].review(i).tolist()
+    labels = splits["test"].labels
+    assert [r["target"] for r in records] == ["positive" if y else "negative" for y in labels]
+
+
+@pytest.mark.parametrize("fmt", ["lines", "fasttext", "csv"])
+def test_input_files(tiny_checkpoint, tmp_path, fmt):
+    reviews = ["good: great excellent", "bad: terrible, awful waste", "so-so: it was a book"]
+    if fmt == "lines":
+        path = tmp_path / "reviews.txt"
+        path.write_text("\n".join(reviews[:2]) + "\n\n" + reviews[2] + "\n")  # a blank line
+    elif fmt == "fasttext":
+        path = tmp_path / "reviews.ft.txt"
+        path.write_text("".join(f"__label__{2 - i % 2} {r}\n" for i, r in enumerate(reviews)))
+    else:
+        path = tmp_path / "reviews.csv"
+        rows = [r.split(": ") for r in reviews]
+        path.write_text("".join(f'"{2 - i % 2}","{t}","{b}"\n' for i, (t, b) in enumerate(rows)))
+    records = run_predict(tiny_checkpoint, f"input={path}", "batch_size=2")
+    assert [r["text"] for r in records] == reviews
+    direct = load_predictor(tiny_checkpoint).probabilities(reviews)
+    assert [r["probability"] for r in records] == pytest.approx(direct, abs=1e-6)
+    has_target = fmt != "lines"
+    assert all(("target" in r) == has_target for r in records)
+
+
+def test_output_file_and_batching_keep_order(tiny_checkpoint, tmp_path):
+    lines = [f"review {i}:" + " great" * (i % 7) + " terrible" * (i % 3) for i in range(23)]
+    out = tmp_path / "out.jsonl"
+    cfg = predict_cfg(tiny_checkpoint, f"output={out}", "batch_size=4")
+    n = predict_cli.predict(cfg, stdin=io.BytesIO("\n".join(lines).encode()))
+    records = [json.loads(line) for line in out.read_text().splitlines()]
+    assert n == 23 and [r["text"] for r in records] == lines
+    one_batch = load_predictor(tiny_checkpoint).probabilities(lines)
+    assert [r["probability"] for r in records] == pytest.approx(one_batch, abs=1e-6)
+
+
+def test_stdin_cli_writes_clean_jsonl_and_nothing_else(tiny_checkpoint, tmp_path):
+    result = subprocess.run(
+        [sys.executable, "-m", "lstm_sentiment.predict", f"ckpt_path={tiny_checkpoint}"],
+        input="great excellent love\nÜber-terrible, awful\n".encode(),
+        capture_output=True,
+        cwd=tmp_path,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr.decode()
+    records = [json.loads(line) for line in result.stdout.decode().splitlines()]
+    assert [r["text"] for r in records] == ["great excellent love", "Über-terrible, awful"]
+    assert "2 reviews" in result.stderr.decode()  # the log line went to stderr
+    assert list(tmp_path.iterdir()) == []  # no Hydra run folder, .hydra/ or log file
+
+
+def test_per_token_ends_at_the_review_probability(tiny_checkpoint, tmp_path, capsys):
+    predictor = load_predictor(tiny_checkpoint)
+    short = "great start, excellent... but broken after a week: terrible waste"
+    long = " ".join(["great"] * 150 + ["terrible"] * 150)  # longer than max_len=200: truncated
+    for text in (short, long):
+        tokens, probs = predictor.per_token(text)
+        assert len(tokens) == len(probs) == min(len(predictor.pipeline(text)), 200)
+        assert probs[-1] == pytest.approx(predictor.probabilities([text])[0], abs=1e-6)
+
+    plot = tmp_path / "turns.png"
+    predict_cli.predict(predict_cfg(tiny_checkpoint, "per_token=true", f"plot={plot}"), [short])
+    table = capsys.readouterr().out.splitlines()
+    tokens, probs = predictor.per_token(short)
+    rows = [row for row in table[2:] if row]  # the review, then the header
+    assert len(rows) == len(tokens)
+    assert [row.split()[1] for row in rows] == tokens
+    assert [float(row.split()[2]) for row in rows] == pytest.approx(probs, abs=1e-3)
+    assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_bidirectional_per_token_is_a_clear_error(tiny_checkpoint, tmp_path):
+    ckpt = torch.load(tiny_checkpoint, weights_only=True)
+    hp = {**ckpt["hyper_parameters"], "bidirectional": True}
+    ckpt["hyper_parameters"] = hp
+    ckpt["state_dict"] = SentimentModule(**hp).state_dict()
+    torch.save(ckpt, tmp_path / "bi.ckpt")
+    with pytest.raises(InferenceError, match="one-directional"):
+        load_predictor(tmp_path / "bi.ckpt").per_token("great")
+
+
+def _error_cases(ckpt: Path, tmp: Path) -> dict[str, tuple[list[str], bytes, str]]:
+    """name -> (arguments, stdin, what the error line must say)."""
+    corrupt, truncated, plain = tmp / "corrupt.ckpt", tmp / "truncated.ckpt", tmp / "plain.pt"
+    corrupt.write_bytes(b"this is not a checkpoint\n" * 10)
+    truncated.write_bytes(ckpt.read_bytes()[:3000])
+    torch.save(SentimentModule(vocab_size=10).state_dict(), plain)
+    other = tmp / "other.ckpt"
+    saved = torch.load(ckpt, weights_only=True)
+    saved["hyper_parameters"] = {"num_classes": 10, "backbone": "resnet18"}
+    torch.save(saved, other)
+    latin1 = tmp / "latin1.txt"
+    latin1.write_bytes("fine review\nr\xe9sum\xe9 in latin-1\n".encode("latin-1"))
+    ft = tmp / "bad.ft.txt"
+    ft.write_bytes(b"__label__2 fine: review\n__label__1 bad: r\xe9sum\xe9\n")
+    return {
+        "missing": ([f"ckpt_path={tmp / 'nope.ckpt'}", "text=ok"], b"", "no such checkpoint"),
+        "corrupt": ([f"ckpt_path={corrupt}", "text=ok"], b"", "not a readable PyTorch checkpoint"),
+        "truncated": ([f"ckpt_path={truncated}", "text=ok"], b"", "corrupt or truncated"),
+        "plain state dict": ([f"ckpt_path={plain}", "text=ok"], b"", "not a Lightning checkpoint"),
+        "other model": ([f"ckpt_path={other}", "text=ok"], b"", "another model type"),
+        "empty stdin": ([f"ckpt_path={ckpt}"], b"\n  \n", "no reviews"),
+        "empty text": ([f"ckpt_path={ckpt}", "text= "], b"", "text argument 1 is empty"),
+        "non-UTF-8 line": ([f"ckpt_path={ckpt}", f"input={latin1}"], b"", "line 2 is not UTF-8"),
+        "non-UTF-8 stdin": ([f"ckpt_path={ckpt}"], b"ok\n\xff\xfe\n", "stdin: line 2"),
+        "non-UTF-8 fastText": ([f"ckpt_path={ckpt}", f"input={ft}"], b"", "line 2: invalid UTF-8"),
+        "missing input": ([f"ckpt_path={ckpt}", f"input={tmp / 'no.txt'}"], b"", "no such input"),
+        "text and input": ([f"ckpt_path={ckpt}", "text=a", f"input={ft}"], b"", "not both"),
+    }
+
+
+@pytest.mark.parametrize(
+    "case",
+    [
+        "missing",
+        "corrupt",
+        "truncated",
+        "plain state dict",
+        "other model",
+        "empty stdin",
+        "empty text",
+        "non-UTF-8 line",
+        "non-UTF-8 stdin",
+        "non-UTF-8 fastText",
+        "missing input",
+        "text and input",
+    ],
+)
+def test_errors_are_one_line(tiny_checkpoint, tmp_path, monkeypatch, capsys, case):
+    argv, stdin, message = _error_cases(tiny_checkpoint, tmp_path)[case]
+    code, out, err = run_main(monkeypatch, capsys, *argv, stdin=stdin)
+    assert code == 1
+    assert out == ""
+    assert len(err.strip().splitlines()) == 1, err
+    assert err.startswith("error: ") and message in err
+
+
+def test_error_cli_has_no_traceback(tmp_path):
+    (tmp_path / "bad.ckpt").write_bytes(b"\x00" * 100)
+    result = subprocess.run(
+        [sys.executable, "-m", "lstm_sentiment.predict", "ckpt_path=bad.ckpt", "text=fine"],
+        capture_output=True,
+        cwd=tmp_path,
+        timeout=120,
+        text=True,
+    )
+    assert result.returncode == 1
+    assert result.stdout == ""
+    assert result.stderr.startswith("error: bad.ckpt: not a readable PyTorch checkpoint")
+    assert "Traceback" not in result.stderr and len(result.stderr.splitlines()) == 1
