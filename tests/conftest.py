@@ -92,6 +92,11 @@ def tiny_checkpoint(tmp_path_factory, tiny_data_dir) -> Path:
     from lstm_sentiment.train import train
 
     tmp = tmp_path_factory.mktemp("tiny_model")
-    overrides = ["~logger", "callbacks.early_stopping=null", "callbacks.lr_monitor=null"]
+    overrides = [
+        "~logger",
+        "callbacks.early_stopping=null",
+        "callbacks.lr_monitor=null",
+        "test=false",
+    ]
     _, trainer = train(compose_config("train", tmp, tiny_data_dir, overrides))
     return Path(trainer.checkpoint_callback.best_model_path)

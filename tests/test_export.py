@@ -99,7 +99,9 @@ def test_other_cells_export_to_onnx(tiny_checkpoint, tmp_path, rnn_type):
 def test_disagreement_fails_the_export(tiny_checkpoint, tmp_path, monkeypatch):
     forward = ProbabilityModel.forward
     monkeypatch.setattr(ProbabilityModel, "forward", lambda self, i, n: forward(self, i, n) + 1e-3)
-    cfg = export_cfg(tiny_checkpoint, "format=torchscript", f"output={tmp_path / 'm.pt'}")
+    cfg = export_cfg(
+        tiny_checkpoint, "format=torchscript", f"output={tmp_path / 'm.pt'}", "check_reviews=32"
+    )
     with pytest.raises(ExportError, match="differ from PyTorch by 1.00e-03"):
         export_cli.export(cfg)
 

@@ -84,6 +84,8 @@ class ModelSchema:
     dropout: float = 0.3
     bidirectional: bool = False
     pack: bool = True
+    cell: str = "torch"
+    record_gates: bool = False
     lr: float = 3e-3
     weight_decay: float = 0.0
     scheduler: Optional[str] = None  # noqa: UP045
@@ -117,6 +119,7 @@ RANGES: dict[str, tuple] = {
     "data.preprocess_workers": POSITIVE_OR_NULL,
     "data.max_bad_fraction": _rule(lambda v: 0 <= v <= 1, "in [0, 1]"),
     "model.rnn_type": one_of("lstm", "gru", "rnn"),
+    "model.cell": one_of("torch", "scratch"),
     "model.embedding_dim": POSITIVE,
     "model.hidden_size": POSITIVE,
     "model.num_layers": POSITIVE,

@@ -41,6 +41,8 @@ class SentimentModule(pl.LightningModule):
         dropout: float = 0.3,
         bidirectional: bool = False,
         pack: bool = True,
+        cell: str = "torch",
+        record_gates: bool = False,
         lr: float = 3e-3,
         weight_decay: float = 0.0,
         scheduler: str | None = None,
@@ -61,6 +63,8 @@ class SentimentModule(pl.LightningModule):
             bidirectional=bidirectional,
             rnn_type=rnn_type,
             pack=pack,
+            cell=cell,
+            record_gates=record_gates,
         )
         # Pretrained vectors are copied in by train.py (they need the vocabulary); freezing follows
         # the hparam here, so a reloaded checkpoint stays frozen.
@@ -76,7 +80,8 @@ class SentimentModule(pl.LightningModule):
         """Logits [B] (apply ``sigmoid`` for the positive probability)."""
         return self.net(ids, lengths)
 
-    def _step(self, batch: dict[str, torch.Tensor], stage: str) -> torch.Tensor:
+    def _step(self, batch: dict[str, torch.Tensor], stage: str):
+        """Loss and positive probabilities of a batch; updates the stage's metrics."""
         logits = self(batch["ids"], batch["lengths"])
         loss = self.loss_fn(logits, batch["labels"])
         if not torch.isfinite(loss):
@@ -84,28 +89,30 @@ class SentimentModule(pl.LightningModule):
                 f"{stage} loss is {loss.item()} at global step {self.global_step} "
                 f"(epoch {self.current_epoch}): lower model.lr, keep trainer.gradient_clip_val on"
             )
-        getattr(self, f"{stage}_metrics").update(torch.sigmoid(logits.detach()), batch["labels"].long())
-        return loss
+        probs = torch.sigmoid(logits.detach())
+        getattr(self, f"{stage}_metrics").update(probs, batch["labels"].long())
+        return loss, probs
 
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
-        loss = self._step(batch, "train")
+        loss, _ = self._step(batch, "train")
         size = len(batch["labels"])
         self.log("train/loss", loss, on_step=True, on_epoch=True, prog_bar=True, batch_size=size)
         self.log_dict(self.train_metrics, on_step=False, on_epoch=True, batch_size=size)
         return loss
 
-    def _eval_step(self, batch: dict[str, torch.Tensor], stage: str) -> None:
-        loss = self._step(batch, stage)
+    def _eval_step(self, batch: dict[str, torch.Tensor], stage: str) -> dict[str, torch.Tensor]:
+        loss, probs = self._step(batch, stage)
         mean_loss, metrics = getattr(self, f"{stage}_loss"), getattr(self, f"{stage}_metrics")
         mean_loss.update(loss, weight=len(batch["labels"]))
         self.log(f"{stage}/loss", mean_loss, on_epoch=True, prog_bar=stage == "val")
         self.log_dict(metrics, on_epoch=True, prog_bar=stage == "val")
+        return {"probs": probs}  # for callbacks (confusion matrix, accuracy by review length)
 
-    def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
-        self._eval_step(batch, "val")
+    def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int):
+        return self._eval_step(batch, "val")
 
-    def test_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
-        self._eval_step(batch, "test")
+    def test_step(self, batch: dict[str, torch.Tensor], batch_idx: int):
+        return self._eval_step(batch, "test")
 
     def on_train_start(self) -> None:
         # the sanity-check validation must not count as the best epoch
@@ -121,9 +128,14 @@ class SentimentModule(pl.LightningModule):
         if hp.scheduler == "cosine":
             steps = self.trainer.estimated_stepping_batches
             scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=steps)
-            return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+            return {
+                "optimizer": optimizer,
+                "lr_scheduler": {"scheduler": scheduler, "interval": "step"},
+            }
         if hp.scheduler == "plateau":
-            scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, factor=0.5, patience=1)
+            scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
+                optimizer, factor=0.5, patience=1
+            )
             return {
                 "optimizer": optimizer,
                 "lr_scheduler": {"scheduler": scheduler, "monitor": "val/loss"},

@@ -7,6 +7,7 @@ from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence
 
 from lstm_sentiment.data.vocab import PAD_ID
+from lstm_sentiment.models.components.scratch_lstm import ScratchLSTM
 
 RNN_TYPES = {"lstm": nn.LSTM, "gru": nn.GRU, "rnn": nn.RNN}
 
@@ -31,19 +32,28 @@ class LSTMClassifier(nn.Module):
         bidirectional: bool = False,
         rnn_type: str = "lstm",
         pack: bool = True,
+        cell: str = "torch",
+        record_gates: bool = False,
     ):
         super().__init__()
         if rnn_type not in RNN_TYPES:
             raise ValueError(f"rnn_type must be one of {sorted(RNN_TYPES)}, got {rnn_type!r}")
+        if cell not in ("torch", "scratch") or (cell == "scratch" and rnn_type != "lstm"):
+            raise ValueError(f"cell must be torch, or scratch with rnn_type=lstm; got {cell!r}")
+        if record_gates and cell != "scratch":
+            raise ValueError("record_gates needs cell=scratch (nn.LSTM does not expose its gates)")
         self.rnn_type, self.pack, self.bidirectional = rnn_type, pack, bidirectional
+        self.cell = cell
         self.embedding = nn.Embedding(vocab_size, embedding_dim, padding_idx=PAD_ID)
-        self.rnn = RNN_TYPES[rnn_type](
+        rnn_cls = ScratchLSTM if cell == "scratch" else RNN_TYPES[rnn_type]
+        self.rnn = rnn_cls(
             embedding_dim,
             hidden_size,
             num_layers,
             batch_first=True,
             dropout=dropout if num_layers > 1 else 0.0,
             bidirectional=bidirectional,
+            **({"record_gates": record_gates} if cell == "scratch" else {}),
         )
         self.dropout = nn.Dropout(dropout)
         self.fc = nn.Linear(hidden_size * (2 if bidirectional else 1), 1)
@@ -51,6 +61,10 @@ class LSTMClassifier(nn.Module):
     def features(self, ids: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         """The top layer's state at each review's last real token: [B, H * directions]."""
         x = self.embedding(ids)
+        if self.cell == "scratch":
+            # the gate equations written out; it stops each review at its length itself
+            _, (h_n, _) = self.rnn(x, lengths=lengths.to(ids.device))
+            return torch.cat([h_n[-2], h_n[-1]], dim=-1) if self.bidirectional else h_n[-1]
         if self.pack or self.bidirectional:
             # The backward direction must start at the real last token, so bidirectional packs.
             packed = pack_padded_sequence(x, lengths.cpu(), batch_first=True, enforce_sorted=False)

@@ -1,0 +1,57 @@
+"""The scratch LSTM inside the classifier, gate statistics, and accuracy by review length."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import pytest
+import torch
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+from lstm_sentiment.models.components.lstm import LSTMClassifier
+from lstm_sentiment.train import train
+from test_model import batch_of
+
+
+@pytest.mark.parametrize("bidirectional", [False, True])
+def test_scratch_cell_classifier_equals_the_nn_lstm_one(bidirectional):
+    torch.manual_seed(0)
+    kw = dict(num_layers=2, bidirectional=bidirectional, dropout=0.0)
+    reference = LSTMClassifier(50, 8, 8, **kw).eval()
+    scratch = LSTMClassifier(50, 8, 8, cell="scratch", **kw).eval()
+    scratch.load_state_dict(reference.state_dict())  # same parameter names and shapes
+    ids, lengths = batch_of([5, 2, 7])
+    assert torch.allclose(scratch(ids, lengths), reference(ids, lengths), atol=1e-5)
+
+
+def test_scratch_cell_and_gate_recording_need_lstm():
+    with pytest.raises(ValueError, match="scratch with rnn_type=lstm"):
+        LSTMClassifier(50, cell="scratch", rnn_type="gru")
+    with pytest.raises(ValueError, match="record_gates needs cell=scratch"):
+        LSTMClassifier(50, record_gates=True)
+
+
+def test_gate_statistics_reach_tensorboard_and_buckets_the_run_folder(train_cfg):
+    cfg = train_cfg(
+        "model.cell=scratch",
+        "model.record_gates=true",
+        "trainer.max_epochs=1",
+        "callbacks.length_buckets.bounds=[10,25]",
+    )
+    metrics, _ = train(cfg)
+    for gate in ("input", "forget", "output"):
+        assert 0.0 < metrics[f"gates/layer0/{gate}"] < 1.0  # sigmoid activations
+    out = Path(cfg.paths.output_dir)
+    events = EventAccumulator(str(out / "tensorboard"), size_guidance={"histograms": 0})
+    events.Reload()
+    assert "gates/layer0/forget_per_unit" in events.Tags()["histograms"]
+    assert "gates/layer0/forget" in events.Tags()["scalars"]
+
+    rows = list(csv.DictReader(open(out / "length_buckets.csv")))
+    assert [r["bucket"] for r in rows] == ["short", "medium", "long"]
+    assert sum(int(r["reviews"]) for r in rows) == 200  # every test review in one bucket
+    for row in rows:
+        if int(row["reviews"]):
+            assert metrics[f"test/acc_{row['bucket']}"] == pytest.approx(float(row["accuracy"]))
+    assert "| short | 1-10 |" in (out / "length_buckets.md").read_text()

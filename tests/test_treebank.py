@@ -1,0 +1,73 @@
+"""Our fast Treebank rules give NLTK's tokens: same rules, and the same output."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+from conftest import SHARED_SAMPLE
+from nltk.tokenize import NLTKWordTokenizer
+
+from lstm_sentiment.data import treebank
+from lstm_sentiment.data.reviews import read_reviews
+from lstm_sentiment.data.text import TextPipeline, nltk_treebank_tokenize, treebank_tokenize
+
+NLTK = NLTKWordTokenizer()
+
+
+def test_the_rules_are_nltks_own_in_nltks_order():
+    t = NLTKWordTokenizer
+    nltk_before = [*t.STARTING_QUOTES, *t.PUNCTUATION, t.PARENS_BRACKETS, t.DOUBLE_DASHES]
+    nltk_after = [*t.ENDING_QUOTES]
+    nltk_after += [(p, r" \1 \2 ") for p in (*t.CONTRACTIONS2, *t.CONTRACTIONS3)]
+    for theirs, ours in ((nltk_before, treebank._BEFORE), (nltk_after, treebank._AFTER)):
+        assert len(theirs) == len(ours)
+        for (pattern, template), (_, compiled, our_template, _) in zip(theirs, ours, strict=True):
+            engine = getattr(pattern, "_rx", pattern)  # nltk.redos wraps a `regex` pattern
+            assert (compiled.pattern, compiled.flags, type(compiled), our_template) == (
+                pattern.pattern,
+                pattern.flags,
+                type(engine),
+                template,
+            )
+
+
+# The characters and fragments the rules act on, plus Unicode that (?i) and \w, \s treat specially.
+PIECES = list("ab .'\",:;!?()[]{}<>-*`«»“”‘’„\u2013\u2014\t\n\x1c\xa0$%&@#0sStTnNdD") + [
+    "can", "not", "gon", "na", "wan", "got", "ta", "'t", "is", "was", "n't", "'ll", "'re", "'s",
+    "...", "--", "''", "``", "İ", "ı", "ſ", "K", "\u0301", "  ",
+]  # fmt: skip
+
+
+def test_random_strings_tokenize_as_nltk_does():
+    rng = random.Random(0)
+    for _ in range(10_000):
+        text = "".join(rng.choice(PIECES) for _ in range(rng.randint(0, 16)))
+        assert treebank.treebank_words(text) == NLTK.tokenize(text), repr(text)
+
+
+def sample_reviews(limit: int | None = None) -> list[str]:
+    texts = []
+    for name in ("train.ft.txt.bz2", "test.ft.txt.bz2"):
+        texts += [text for _, text in read_reviews(SHARED_SAMPLE / name)][:limit]
+    return texts
+
+
+def assert_same_tokens(texts: list[str]) -> None:
+    clean = TextPipeline(tokenizer="treebank").clean
+    for text in texts:
+        for version in (text, clean(text)):  # raw (mixed case, digits) and cleaned
+            assert treebank_tokenize(version) == nltk_treebank_tokenize(version), version
+
+
+@pytest.mark.skipif(not SHARED_SAMPLE.is_dir(), reason="needs the shared review sample")
+def test_sample_reviews_tokenize_as_nltk_does():
+    assert_same_tokens(sample_reviews(limit=300))
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not SHARED_SAMPLE.is_dir(), reason="needs the shared review sample")
+def test_the_whole_sample_tokenizes_as_nltk_does():
+    texts = sample_reviews()
+    assert len(texts) == 9_459 + 1_984
+    assert_same_tokens(texts)
