@@ -91,7 +91,7 @@ def test_training_starts_from_the_vectors(train_cfg, tmp_path, caplog, freeze):
         f"model.embeddings.freeze={str(freeze).lower()}",
         "model.embedding_dim=16",
         "trainer.max_epochs=1",
-        "trainer.limit_train_batches=4",
+        "++trainer.limit_train_batches=4",
         "test=false",
         "~logger",
         "callbacks.early_stopping=null",

@@ -104,6 +104,7 @@ def test_disagreement_fails_the_export(tiny_checkpoint, tmp_path, monkeypatch):
     )
     with pytest.raises(ExportError, match="differ from PyTorch by 1.00e-03"):
         export_cli.export(cfg)
+    assert not (tmp_path / "m.pt").exists()
 
 
 def test_bidirectional_export_is_refused():

@@ -144,8 +144,7 @@ def test_optuna_sweep_continues_past_a_failed_trial_and_summarizes(tmp_path, tin
         "model.hidden_size=choice(8, 16)",
         "model.embedding_dim=choice(8, 16)",
         "model.scheduler=choice(cosine, bogus)",
-        multirun=True,  # the search config says so too; Hydra wants it for choice() overrides
-    )
+    )  # no -m: the search config sets hydra.mode=MULTIRUN
     sweep = only_child(tmp_path / "logs" / "train" / "multiruns")
     rows = list(csv.DictReader((sweep / "summary.csv").open()))
     assert "Sweep summary" in proc.stdout and (sweep / "summary.md").is_file()

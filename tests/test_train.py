@@ -78,7 +78,7 @@ def test_eval_refuses_a_checkpoint_of_another_vocabulary(train_cfg, tmp_path, ti
     _, trainer = train(train_cfg("trainer.max_epochs=1"))
     best = trainer.checkpoint_callback.best_model_path
     eval_cfg = compose_config(
-        "eval", tmp_path / "eval", tiny_data_dir, [f"ckpt_path={best}", "data.min_freq=5"]
+        "eval", tmp_path / "eval", tiny_data_dir, [f"ckpt_path={best}", "data.max_vocab_size=10"]
     )
     with pytest.raises(ValueError, match="another vocabulary"):
         evaluate(eval_cfg)

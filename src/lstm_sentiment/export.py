@@ -176,6 +176,7 @@ def export(cfg: DictConfig) -> Path:
     texts = check_reviews(cfg)
     diff = max_difference(path, predictor, texts)
     if not diff <= cfg.tolerance:
+        path.unlink()  # a file that disagrees must not be served by mistake
         raise ExportError(
             f"{path}: exported probabilities differ from PyTorch by {diff:.2e} "
             f"(> tolerance={cfg.tolerance}) on {len(texts)} reviews"
