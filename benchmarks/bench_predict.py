@@ -44,6 +44,7 @@ def train_quickly(folder: Path) -> Path:
         f"paths.log_dir={folder / 'logs'}",
         "trainer.max_epochs=1",
         "~logger",
+        "callbacks.lr_monitor=null",
         "callbacks.rich_progress_bar=null",
         "data.progress=false",
         "test=false",

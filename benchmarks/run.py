@@ -128,6 +128,7 @@ def train_section(args, work: Path) -> str:
         "batch_size": args.batch_size,
         "model": MODEL,
         "seed": 0,
+        "threads": args.threads,
     }
     train, test = str(args.data_dir / "train.ft.txt.bz2"), str(args.data_dir / "test.ft.txt.bz2")
     measured("ours_cold", train_path=train, test_path=test, tokenizer="wordpunct",
@@ -244,6 +245,12 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=1, help="interleaved repeats; medians shown")
     parser.add_argument("--epochs", type=int, default=2)
     parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="torch threads for training (1: on a busy 2-core machine 2 threads ran 3-40x slower)",
+    )
     parser.add_argument("--scale-sizes", type=int, nargs="+", default=[100_000, 400_000])
     parser.add_argument("--scale-tokenizer", default="wordpunct")
     parser.add_argument("--work-dir", type=Path, default=None, help="for inputs and caches (tmp)")

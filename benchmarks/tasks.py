@@ -149,8 +149,18 @@ def _left_padded(dataset):
     return features, np.asarray(split.labels[dataset.indices], dtype=np.int64)
 
 
-def train_raw(data_dir: str, cache_dir: str, epochs: int, batch_size: int, model: dict, seed: int):
+def train_raw(
+    data_dir: str,
+    cache_dir: str,
+    epochs: int,
+    batch_size: int,
+    model: dict,
+    seed: int,
+    threads: int,
+):
     import torch
+
+    torch.set_num_threads(threads)
 
     from benchmarks.reference_loop import SentimentNet, accuracy, train_loop
 
@@ -172,12 +182,15 @@ def train_ours(
     batch_size: int,
     model: dict,
     seed: int,
+    threads: int,
     fixed_padding: bool,
     bucket: bool,
     pack: bool,
 ):
     import lightning.pytorch as pl
     import torch
+
+    torch.set_num_threads(threads)
 
     from lstm_sentiment.models.sentiment_module import SentimentModule
 

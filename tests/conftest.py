@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import random
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
+import torch
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 from hydra.core.hydra_config import HydraConfig
@@ -85,6 +87,24 @@ def train_cfg(tmp_path, tiny_data_dir):
     return make
 
 
+@contextmanager
+def torch_threads(n: int):
+    before = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """Tiny models gain nothing from more threads, and on a busy shared CPU several threads spin
+    against each other: one thread took test_predict/export/embeddings from ~3 min to ~35 s."""
+    with torch_threads(1):
+        yield
+
+
 @pytest.fixture(scope="session")
 def tiny_checkpoint(tmp_path_factory, tiny_data_dir) -> Path:
     """The best checkpoint of a model trained by the real ``train()`` on the tiny reviews (a few
@@ -98,5 +118,6 @@ def tiny_checkpoint(tmp_path_factory, tiny_data_dir) -> Path:
         "callbacks.lr_monitor=null",
         "test=false",
     ]
-    _, trainer = train(compose_config("train", tmp, tiny_data_dir, overrides))
+    with torch_threads(1):
+        _, trainer = train(compose_config("train", tmp, tiny_data_dir, overrides))
     return Path(trainer.checkpoint_callback.best_model_path)

@@ -12,6 +12,8 @@ from lstm_sentiment.data.vocab import PAD, UNK, Vocabulary
 from lstm_sentiment.models.components.embeddings import EmbeddingsError, load_vectors, read_vectors
 from lstm_sentiment.models.sentiment_module import SentimentModule
 
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
 VOCAB = Vocabulary([PAD, UNK, "great", "terrible", "book", "the"])
 
 

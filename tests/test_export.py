@@ -24,6 +24,8 @@ from lstm_sentiment.inference import load_predictor
 from lstm_sentiment.models.components.lstm import LSTMClassifier
 from lstm_sentiment.models.sentiment_module import SentimentModule
 
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
 SAMPLE_TEST = SHARED_SAMPLE / "test.ft.txt.bz2"
 needs_sample = pytest.mark.skipif(not SAMPLE_TEST.is_file(), reason="shared sample not present")
 
@@ -67,6 +69,7 @@ import json, sys
 sys.modules["lightning"] = sys.modules["lightning_fabric"] = None  # importing them now fails
 sys.modules["lstm_sentiment"] = None
 import numpy as np, onnxruntime, torch
+torch.set_num_threads(1)
 info = json.load(open({str(tmp_path / "onnx.vocab.json")!r}))
 ids = np.array([[info["vocab"].index(w) for w in pair] for pair in
                 [["great", "excellent"], ["awful", "waste"]]], np.int64)

@@ -90,3 +90,14 @@ def test_unknown_options_fail_clearly():
         LSTMClassifier(50, rnn_type="transformer")
     with pytest.raises(ValueError, match="scheduler"):
         SentimentModule(vocab_size=50, scheduler="warmup")
+
+
+@pytest.mark.parametrize("rnn_type", ["lstm", "gru", "rnn"])
+def test_unpacked_bidirectional_equals_packed(rnn_type):
+    torch.manual_seed(0)
+    kw = dict(num_layers=2, bidirectional=True, dropout=0.0, rnn_type=rnn_type)
+    packed = LSTMClassifier(50, 8, 8, pack=True, **kw).eval()
+    unpacked = LSTMClassifier(50, 8, 8, pack=False, **kw).eval()
+    unpacked.load_state_dict(packed.state_dict())
+    ids, lengths = batch_of([12, 3, 7, 1, 9])
+    assert torch.allclose(unpacked(ids, lengths), packed(ids, lengths), atol=1e-6)

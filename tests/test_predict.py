@@ -19,6 +19,8 @@ from lstm_sentiment.data.cache import load_cache
 from lstm_sentiment.inference import InferenceError, load_predictor
 from lstm_sentiment.models.sentiment_module import SentimentModule
 
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
 TRICKY = 'Great start, but it\'s "broken" after a week: ${not.a.key} [1,2] 50% =('
 
 
@@ -166,6 +168,8 @@ def _error_cases(ckpt: Path, tmp: Path) -> dict[str, tuple[list[str], bytes, str
     corrupt.write_bytes(b"this is not a checkpoint\n" * 10)
     truncated.write_bytes(ckpt.read_bytes()[:3000])
     torch.save(SentimentModule(vocab_size=10).state_dict(), plain)
+    objects = tmp / "objects.ckpt"  # weights_only loading refuses arbitrary Python objects
+    torch.save({"state_dict": {}, "hyper_parameters": Path("x")}, objects)
     other = tmp / "other.ckpt"
     saved = torch.load(ckpt, weights_only=True)
     saved["hyper_parameters"] = {"num_classes": 10, "backbone": "resnet18"}
@@ -177,7 +181,8 @@ def _error_cases(ckpt: Path, tmp: Path) -> dict[str, tuple[list[str], bytes, str
     return {
         "missing": ([f"ckpt_path={tmp / 'nope.ckpt'}", "text=ok"], b"", "no such checkpoint"),
         "corrupt": ([f"ckpt_path={corrupt}", "text=ok"], b"", "not a readable PyTorch checkpoint"),
-        "truncated": ([f"ckpt_path={truncated}", "text=ok"], b"", "corrupt or truncated"),
+        "truncated": ([f"ckpt_path={truncated}", "text=ok"], b"", "corrupt, truncated"),
+        "pickled objects": ([f"ckpt_path={objects}", "text=ok"], b"", "Unsupported global"),
         "plain state dict": ([f"ckpt_path={plain}", "text=ok"], b"", "not a Lightning checkpoint"),
         "other model": ([f"ckpt_path={other}", "text=ok"], b"", "another model type"),
         "empty stdin": ([f"ckpt_path={ckpt}"], b"\n  \n", "no reviews"),
@@ -196,6 +201,7 @@ def _error_cases(ckpt: Path, tmp: Path) -> dict[str, tuple[list[str], bytes, str
         "missing",
         "corrupt",
         "truncated",
+        "pickled objects",
         "plain state dict",
         "other model",
         "empty stdin",

@@ -5,9 +5,10 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
 from omegaconf import OmegaConf
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
-from tensorboard.plugins.hparams import plugin_data_pb2
+from tensorboard.plugins.hparams import api_pb2, plugin_data_pb2
 
 from lstm_sentiment.callbacks.hparams import final_metrics, flat_hparams
 from lstm_sentiment.train import train
@@ -20,17 +21,18 @@ def read_events(logdir: str | Path) -> EventAccumulator:
     return events
 
 
-def read_hparams(events: EventAccumulator) -> tuple[dict, list[str]]:
-    """The run's hyperparameters and the metric tags its HPARAMS entry names."""
-    hparams, metric_tags = {}, []
-    for content in events.PluginTagToContent("hparams").values():
-        data = plugin_data_pb2.HParamsPluginData.FromString(content)
-        if data.HasField("session_start_info"):
-            for key, value in data.session_start_info.hparams.items():
-                hparams[key] = getattr(value, value.WhichOneof("kind"))
-        if data.HasField("experiment"):
-            metric_tags += [m.name.tag for m in data.experiment.metric_infos]
-    return hparams, metric_tags
+def read_hparams(events: EventAccumulator) -> dict:
+    """The run's hyperparameters, as its HPARAMS entry shows them (its metrics are the ``hp/*``
+    scalars); the run must have ended as a success."""
+    records = {
+        tag: plugin_data_pb2.HParamsPluginData.FromString(content)
+        for tag, content in events.PluginTagToContent("hparams").items()
+    }
+    # no per-run "experiment" record: TensorBoard builds the table from all runs
+    assert set(records) == {"_hparams_/session_start_info", "_hparams_/session_end_info"}
+    assert records["_hparams_/session_end_info"].session_end_info.status == api_pb2.STATUS_SUCCESS
+    hparams = records["_hparams_/session_start_info"].session_start_info.hparams
+    return {key: getattr(value, value.WhichOneof("kind")) for key, value in hparams.items()}
 
 
 def texts(events: EventAccumulator, tag: str) -> list[str]:
@@ -95,12 +97,12 @@ def test_a_run_logs_scalars_images_text_summary_and_hparams(train_cfg):
     assert tags["graph"] is False
 
     # HPARAMS: this run's settings beside its final metrics
-    hparams, metric_tags = read_hparams(events)
+    hparams = read_hparams(events)
     assert hparams["model.hidden_size"] == 16 and hparams["data.batch_size"] == 32
     assert hparams["model.lr"] == 1e-5 and hparams["model.rnn_type"] == "lstm"
-    assert {"hp/val_acc_best", "hp/val_acc", "hp/test_acc", "hp/test_f1"} <= set(metric_tags)
-    assert events.Scalars("hp/val_acc_best")[-1].value == metrics["val/acc_best"]
-    assert events.Scalars("hp/test_acc")[-1].value == metrics["test/acc"]
+    for name in ("val/acc_best", "val/acc", "val/loss", "test/acc", "test/f1", "test/auroc"):
+        logged = events.Scalars("hp/" + name.replace("/", "_"))
+        assert logged[-1].value == pytest.approx(metrics[name]), name
 
     # and the file the sweep summary reads
     result = json.loads((Path(cfg.paths.output_dir) / "metrics.json").read_text())

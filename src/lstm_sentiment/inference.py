@@ -7,6 +7,7 @@ the text settings from the DataModule state saved beside them. No data files, no
 from __future__ import annotations
 
 import inspect
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -36,6 +37,12 @@ class InputError(InferenceError):
 def _first_line(error: BaseException) -> str:
     text = str(error).strip()
     return text.splitlines()[0] if text else type(error).__name__
+
+
+def _reason(error: BaseException) -> str:
+    """The telling line of torch.load's many-line errors (which object weights_only refused)."""
+    lines = str(error).strip().splitlines()
+    return next((line.strip() for line in lines if "Unpickler error" in line), _first_line(error))
 
 
 @dataclass
@@ -97,13 +104,15 @@ def read_checkpoint(path: str | Path) -> dict:
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"{path}: no such checkpoint file")
+    if not zipfile.is_zipfile(path):  # what torch.save writes; a truncated copy loses its index
+        raise CheckpointError(
+            f"{path}: not a readable PyTorch checkpoint (corrupt, truncated, or another file type)"
+        )
     try:
         # weights_only: a checkpoint is data, and loading it must not run code
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # zip, pickle and EOF errors all mean the same thing here
-        raise CheckpointError(
-            f"{path}: not a readable PyTorch checkpoint (corrupt or truncated?): {_first_line(e)}"
-        ) from None
+        raise CheckpointError(f"{path}: unreadable checkpoint ({_reason(e)})") from None
     if not isinstance(ckpt, dict) or not {"state_dict", "hyper_parameters"} <= ckpt.keys():
         raise CheckpointError(
             f"{path}: not a Lightning checkpoint of lstm_sentiment.train (no hyper_parameters "

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import IO
 
 import hydra
+import torch
 from omegaconf import DictConfig
 
 from lstm_sentiment.config import CONFIG_DIR
@@ -166,6 +167,8 @@ def predict(
 ) -> int:
     """Predict every review ``cfg`` (and ``texts``) name; return how many were written."""
     stdin = stdin if stdin is not None else sys.stdin.buffer
+    if cfg.get("threads"):
+        torch.set_num_threads(cfg.threads)
     predictor = load_predictor(cfg.ckpt_path, cfg.device)
     reviews = read_input(cfg, texts, stdin)
     first = next(reviews, None)

@@ -16,7 +16,7 @@ from lstm_sentiment.callbacks.hparams import log_hparams_with_metrics
 from lstm_sentiment.callbacks.trials import check_one_process_per_trial, write_job_result
 from lstm_sentiment.config import CONFIG_DIR, ConfigValueError, check_ranges
 from lstm_sentiment.data.reviews import ReviewFileError
-from lstm_sentiment.models.components.embeddings import init_embeddings
+from lstm_sentiment.models.components.embeddings import EmbeddingsError, init_embeddings
 
 log = logging.getLogger(__name__)
 
@@ -63,7 +63,7 @@ def train(cfg: DictConfig) -> tuple[dict[str, float], pl.Trainer]:
 
 
 # Errors whose message says what to fix: shown as one line, since a traceback would bury it.
-USER_ERRORS = (ReviewFileError, ConfigValueError, FloatingPointError, LookupError)
+USER_ERRORS = (ReviewFileError, ConfigValueError, FloatingPointError, LookupError, EmbeddingsError)
 
 
 def exit_on_user_error(error: BaseException) -> None:

@@ -2,7 +2,7 @@
 
 Logged once, at the end of a run, so every trial of a sweep carries the same keys and the tab
 lines them up (``default_hp_metric: false`` in ``conf/logger/tensorboard.yaml`` keeps Lightning
-from logging a placeholder at the start).
+from logging a placeholder at the start). The metric columns are the ``hp/*`` scalars.
 """
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ from typing import Any
 
 from lightning.pytorch.loggers import Logger, TensorBoardLogger
 from omegaconf import DictConfig, OmegaConf
+from torch.utils.tensorboard.summary import hparams as hparams_summaries
 
 # the settings a sweep varies or a reader compares runs by; a group name takes all its keys
 HPARAM_KEYS = (
@@ -73,9 +74,15 @@ def log_hparams_with_metrics(
     """Call once, after testing, on global rank 0."""
     hparams, final = flat_hparams(cfg), final_metrics(metrics)
     for logger in loggers:
+        logger.log_hyperparams(hparams)  # hparams.yaml, CSV's too
+        logger.log_metrics(final, step=0)  # the HPARAMS tab reads these scalars
         if isinstance(logger, TensorBoardLogger):
-            logger.log_hyperparams(hparams, metrics=final)
-        else:  # CSVLogger and others take no metrics here
-            logger.log_hyperparams(hparams)
-            logger.log_metrics(final)
+            # Lightning's log_hyperparams(params, metrics) also writes an "experiment" record,
+            # and TensorBoard then takes the first run's record as the whole sweep's: columns
+            # by name. Without one it builds the table from all runs, the hyperparameters that
+            # differ between them first.
+            _, session_start, session_end = hparams_summaries(hparams, final)
+            writer = logger.experiment._get_file_writer()
+            writer.add_summary(session_start)
+            writer.add_summary(session_end)
         logger.finalize("success")  # flush: the run is over

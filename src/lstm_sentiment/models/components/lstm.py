@@ -10,6 +10,15 @@ from lstm_sentiment.data.vocab import PAD_ID
 from lstm_sentiment.models.components.scratch_lstm import ScratchLSTM
 
 RNN_TYPES = {"lstm": nn.LSTM, "gru": nn.GRU, "rnn": nn.RNN}
+# the single-layer, single-direction ops behind those modules (same weight layout)
+RNN_OPS = {"lstm": torch.lstm, "gru": torch.gru, "rnn": torch.rnn_tanh}
+
+
+def reverse_within_length(x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+    """Reverse each row of ``x`` [B, T, ...] within its first ``lengths[b]`` steps; pads stay."""
+    steps = torch.arange(x.size(1), device=x.device)
+    index = torch.where(steps < lengths[:, None], lengths[:, None] - 1 - steps, steps)
+    return x.gather(1, index[:, :, None].expand_as(x))
 
 
 class LSTMClassifier(nn.Module):
@@ -19,7 +28,8 @@ class LSTMClassifier(nn.Module):
     batch into the next) and takes any batch size (it built a fixed-size state that broke on the
     last partial batch). ``pack=True`` runs packed sequences, so pads are never read; ``pack=False``
     runs the padded batch and gathers each review's output at ``length - 1``, which is exact for a
-    one-directional network because the pads come after that position.
+    one-directional network because the pads come after that position; a bidirectional one then
+    runs its backward direction on each review reversed within its length (also exact).
     """
 
     def __init__(
@@ -65,8 +75,9 @@ class LSTMClassifier(nn.Module):
             # the gate equations written out; it stops each review at its length itself
             _, (h_n, _) = self.rnn(x, lengths=lengths.to(ids.device))
             return torch.cat([h_n[-2], h_n[-1]], dim=-1) if self.bidirectional else h_n[-1]
-        if self.pack or self.bidirectional:
-            # The backward direction must start at the real last token, so bidirectional packs.
+        if self.bidirectional and not self.pack:
+            return self._bidirectional_unpacked(x, lengths.to(ids.device))
+        if self.pack:
             packed = pack_padded_sequence(x, lengths.cpu(), batch_first=True, enforce_sorted=False)
             _, state = self.rnn(packed)
             h_n = state[0] if isinstance(state, tuple) else state  # LSTM returns (h, c)
@@ -75,6 +86,31 @@ class LSTMClassifier(nn.Module):
             return h_n[-1]
         out, _ = self.rnn(x)
         return out[torch.arange(len(ids), device=ids.device), lengths.to(ids.device) - 1]
+
+    def _bidirectional_unpacked(self, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        """Both directions without packing, exactly: nn.LSTM's backward direction would start on
+        the pads, so each layer runs its two directions one way each, the backward one on every
+        review reversed within its own length. Faster than packing on CPU, and exportable."""
+        rnn, out = self.rnn, x
+        for layer in range(rnn.num_layers):
+            if layer:
+                out = nn.functional.dropout(out, rnn.dropout, self.training)
+            forward_out = self._one_direction(out, layer, "")
+            backward_out = self._one_direction(
+                reverse_within_length(out, lengths), layer, "_reverse"
+            )
+            out = torch.cat([forward_out, reverse_within_length(backward_out, lengths)], dim=-1)
+        rows = torch.arange(len(x), device=x.device)
+        hidden = rnn.hidden_size
+        # forward state after the last real token; backward state after reading back to token 0
+        return torch.cat([out[rows, lengths - 1, :hidden], out[:, 0, hidden:]], dim=-1)
+
+    def _one_direction(self, x: torch.Tensor, layer: int, suffix: str) -> torch.Tensor:
+        names = ("weight_ih", "weight_hh", "bias_ih", "bias_hh")
+        weights = [getattr(self.rnn, f"{name}_l{layer}{suffix}") for name in names]
+        h0 = x.new_zeros(1, x.size(0), self.rnn.hidden_size)
+        hx = (h0, h0) if self.rnn_type == "lstm" else h0
+        return RNN_OPS[self.rnn_type](x, hx, weights, True, 1, 0.0, self.training, False, True)[0]
 
     def forward(self, ids: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         return self.fc(self.dropout(self.features(ids, lengths))).squeeze(-1)
