@@ -110,8 +110,6 @@ TRAIN_CONFIGS = {  # name -> (task, kwargs)
     "raw PyTorch loop, fixed 200 (left-padded int64 matrix)": ("train_raw", {}),
     "ours (Lightning), fixed 200, pack=false": (
         "train_ours", {"fixed_padding": True, "bucket": False, "pack": False}),
-    "ours (Lightning), fixed 200, pack=true": (
-        "train_ours", {"fixed_padding": True, "bucket": False, "pack": True}),
     "ours (Lightning), bucketed, pack=true": (
         "train_ours", {"fixed_padding": False, "bucket": True, "pack": True}),
     "ours (Lightning), bucketed, pack=false": (
@@ -127,49 +125,68 @@ def train_section(args, work: Path) -> str:
         "epochs": args.epochs,
         "batch_size": args.batch_size,
         "model": MODEL,
-        "seed": 0,
         "threads": args.threads,
     }
     train, test = str(args.data_dir / "train.ft.txt.bz2"), str(args.data_dir / "test.ft.txt.bz2")
     measured("ours_cold", train_path=train, test_path=test, tokenizer="wordpunct",
              cache_dir=str(cache_dir))  # fmt: skip
     runs: dict[str, list[dict]] = {name: [] for name in TRAIN_CONFIGS}
-    for _ in range(args.rounds):  # interleaved, so a load change hits every config alike
+    for seed in range(args.rounds):  # interleaved, so a load change hits every config alike
         for name, (task, kwargs) in TRAIN_CONFIGS.items():
-            runs[name].append(measured(task, **common, **kwargs))
+            runs[name].append(measured(task, **common, **kwargs, seed=seed))
 
     def rate(name: str, key: str = "samples") -> float:
         return statistics.median(r[key] / r["seconds"] for r in runs[name])
 
+    def acc(name: str) -> str:
+        accs = [100 * r["test_acc"] for r in runs[name]]
+        return f"{statistics.mean(accs):.1f}" + (
+            f" ± {statistics.stdev(accs):.1f}" if len(accs) > 1 else ""
+        )
+
     names = list(TRAIN_CONFIGS)
     raw, fixed = rate(names[0]), rate(names[1])
-    rows = []
-    for name in names:
-        first = runs[name][0]
-        rows.append(
-            [
-                name,
-                f"{rate(name):,.0f}",
-                f"{rate(name, 'tokens'):,.0f}",
-                f"{rate(name) / raw:.2f}x",
-                f"{rate(name) / fixed:.2f}x",
-                f"{100 * first['test_acc']:.1f}",
-            ]
-        )
+    rows = [
+        [
+            name,
+            f"{rate(name):,.0f}",
+            f"{rate(name, 'tokens'):,.0f}",
+            f"{rate(name) / raw:.2f}x",
+            f"{rate(name) / fixed:.2f}x",
+            acc(name),
+        ]
+        for name in names
+    ]
     header = ["training loop", "samples/s", "tokens/s", "vs raw", "vs ours fixed 200",
-              f"test acc % ({args.epochs} epochs)"]  # fmt: skip
-    first = runs[names[0]][0]
-    m = MODEL
+              f"test acc % after {args.epochs} epochs"]  # fmt: skip
+    first, m = runs[names[0]][0], MODEL
     notes = [
         f"Same {first['samples'] // args.epochs:,} training reviews, vocabulary (wordpunct, "
-        f"min_freq 2, max_len 200) and initial weights for every row; embedding "
+        f"min_freq 2, max_len 200) and, per seed, initial weights for every row; embedding "
         f"{m['embedding_dim']}, hidden {m['hidden_size']}, {m['num_layers']} layer, dropout "
         f"{m['dropout']}, batch {args.batch_size}, Adam {m['lr']}, clip 5, BCEWithLogitsLoss; "
-        f"{first['threads']} torch threads. Only the training epochs are timed; tokens/s counts "
-        f"real (unpadded) tokens. Median of {args.rounds} interleaved round(s); test accuracy of "
-        f"round 1 on the {args.data_dir.name} test file; {load_average()} at the end.",
+        f"{first['threads']} torch thread(s). Only the training epochs are timed; tokens/s counts "
+        f"real (unpadded) tokens. Median samples/s of {args.rounds} interleaved round(s) (seeds "
+        f"0..{args.rounds - 1}); test accuracy: mean ± sd over those seeds on the "
+        f"{args.data_dir.name} test file; {load_average()} at the end.",
     ]
-    return table(header, rows) + "\n\n" + "\n".join(notes)
+    widths = [25, 50, 100, 200]
+    micro = measured("pack_vs_mask", widths=widths, model=MODEL, threads=args.threads,
+                     batch_size=args.batch_size, reps=8)  # fmt: skip
+    micro_rows = [
+        [w, f"{1e3 * micro[str(w)]['pack']:.0f}", f"{1e3 * micro[str(w)]['mask']:.0f}",
+         f"{micro[str(w)]['pack'] / micro[str(w)]['mask']:.1f}x"]
+        for w in widths
+    ]  # fmt: skip
+    micro_table = table(
+        ["bucket width (tokens)", "pack=true ms/batch", "pack=false ms/batch", "mask speed-up"],
+        micro_rows,
+    )
+    notes.append(
+        f"Packed vs padded-and-gathered, forward + backward of one batch of {args.batch_size} "
+        "(lengths in [0.9 w, w]), same weights, interleaved, median of 8:\n\n" + micro_table
+    )
+    return table(header, rows) + "\n\n" + "\n\n".join(notes)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -242,7 +259,9 @@ def main() -> None:
     parser.add_argument(
         "--workers", type=int, default=None, help="tokenizing processes (all cores)"
     )
-    parser.add_argument("--rounds", type=int, default=1, help="interleaved repeats; medians shown")
+    parser.add_argument(
+        "--rounds", type=int, default=1, help="interleaved repeats (training: seeds 0..N-1)"
+    )
     parser.add_argument("--epochs", type=int, default=2)
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument(

@@ -127,6 +127,7 @@ def _datamodule(data_dir: str, cache_dir: str, batch_size: int, **kwargs):
     dm = ReviewDataModule(
         data_dir=data_dir,
         cache_dir=cache_dir,
+        max_len=200,
         batch_size=batch_size,
         eval_batch_size=256,
         preprocess_workers=1,
@@ -245,3 +246,35 @@ def _accuracy(net, loader) -> float:
             right += int(((logits > 0).float() == batch["labels"]).sum())
             total += len(batch["labels"])
     return right / total
+
+
+def pack_vs_mask(widths: list[int], model: dict, threads: int, batch_size: int, reps: int) -> dict:
+    """Forward + backward of one batch, packed vs padded-and-gathered, interleaved, per width.
+
+    A bucketed batch: lengths drawn from [0.9 * width, width]; the same weights for both."""
+    import statistics
+
+    import torch
+
+    from lstm_sentiment.models.components.lstm import LSTMClassifier
+
+    torch.set_num_threads(threads)
+    torch.manual_seed(0)
+    shape = {k: model[k] for k in ("embedding_dim", "hidden_size", "num_layers", "dropout")}
+    nets = {pack: LSTMClassifier(20_000, pack=pack, **shape) for pack in (True, False)}
+    nets[False].load_state_dict(nets[True].state_dict())
+    out = {}
+    for width in widths:
+        ids = torch.randint(2, 20_000, (batch_size, width))
+        lengths = torch.randint(max(1, int(0.9 * width)), width + 1, (batch_size,))
+        times: dict[bool, list[float]] = {True: [], False: []}
+        for rep in range(reps + 1):
+            for pack, net in nets.items():
+                start = time.perf_counter()
+                net.zero_grad()
+                net(ids, lengths).sum().backward()
+                if rep:  # the first is a warm-up
+                    times[pack].append(time.perf_counter() - start)
+        out[str(width)] = {"pack": statistics.median(times[True]),
+                           "mask": statistics.median(times[False])}  # fmt: skip
+    return out

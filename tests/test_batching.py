@@ -108,11 +108,23 @@ def test_pad_batch_pads_to_the_longest_review_or_a_fixed_width():
     [
         {"pack": True},
         {"pack": False},
-        {"bidirectional": True},
+        {"bidirectional": True, "pack": True},
+        {"bidirectional": True, "pack": False},
+        {"bidirectional": True, "pack": False, "num_layers": 2},
         {"pack": False, "num_layers": 2},
         {"pack": True, "rnn_type": "gru"},
+        {"pack": False, "cell": "scratch"},
     ],
-    ids=["pack", "mask", "bidirectional", "mask-2-layers", "gru-pack"],
+    ids=[
+        "pack",
+        "mask",
+        "bidirectional-pack",
+        "bidirectional-mask",
+        "bidirectional-mask-2-layers",
+        "mask-2-layers",
+        "gru-pack",
+        "scratch-cell",
+    ],  # fmt: skip
 )
 def test_logit_does_not_depend_on_the_batch(kwargs):
     torch.manual_seed(0)

@@ -89,14 +89,25 @@ print(json.dumps([onnx.tolist(), ts.tolist()]))
     np.testing.assert_allclose(ts, expected, atol=1e-5, rtol=0)
 
 
-@pytest.mark.parametrize("rnn_type", ["gru", "rnn"])
-def test_other_cells_export_to_onnx(tiny_checkpoint, tmp_path, rnn_type):
+@pytest.mark.parametrize(
+    ("rnn_type", "bidirectional", "fmt"),
+    [
+        ("gru", False, "onnx"),
+        ("rnn", False, "onnx"),
+        ("lstm", True, "onnx"),
+        ("gru", True, "torchscript"),
+    ],
+)
+def test_other_networks_export(tiny_checkpoint, tmp_path, rnn_type, bidirectional, fmt):
+    """Two layers, other cells, both directions: the export's own check (1e-5 against the packed
+    PyTorch model, 64 real reviews) must pass."""
     ckpt = torch.load(tiny_checkpoint, weights_only=True)
     hp = {**ckpt["hyper_parameters"], "rnn_type": rnn_type, "num_layers": 2}
+    hp["bidirectional"] = bidirectional
     ckpt["hyper_parameters"], ckpt["state_dict"] = hp, SentimentModule(**hp).state_dict()
-    torch.save(ckpt, tmp_path / f"{rnn_type}.ckpt")
-    out = export_cli.export(export_cfg(tmp_path / f"{rnn_type}.ckpt", "check_reviews=64"))
-    assert out == tmp_path / f"{rnn_type}.onnx" and vocab_path(out).is_file()
+    torch.save(ckpt, tmp_path / "net.ckpt")
+    out = export_cli.export(export_cfg(tmp_path / "net.ckpt", f"format={fmt}", "check_reviews=64"))
+    assert out == tmp_path / f"net{export_cli.FORMATS[fmt]}" and vocab_path(out).is_file()
 
 
 def test_disagreement_fails_the_export(tiny_checkpoint, tmp_path, monkeypatch):
@@ -110,9 +121,9 @@ def test_disagreement_fails_the_export(tiny_checkpoint, tmp_path, monkeypatch):
     assert not (tmp_path / "m.pt").exists()
 
 
-def test_bidirectional_export_is_refused():
-    with pytest.raises(ExportError, match="one-directional"):
-        ProbabilityModel(LSTMClassifier(vocab_size=10, bidirectional=True))
+def test_scratch_cell_export_is_refused():
+    with pytest.raises(ExportError, match="cell=scratch does not export"):
+        ProbabilityModel(LSTMClassifier(vocab_size=10, cell="scratch"))
 
 
 def test_cli_error_is_one_line(tmp_path, monkeypatch, capsys):

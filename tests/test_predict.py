@@ -135,10 +135,10 @@ def test_stdin_cli_writes_clean_jsonl_and_nothing_else(tiny_checkpoint, tmp_path
 def test_per_token_ends_at_the_review_probability(tiny_checkpoint, tmp_path, capsys):
     predictor = load_predictor(tiny_checkpoint)
     short = "great start, excellent... but broken after a week: terrible waste"
-    long = " ".join(["great"] * 150 + ["terrible"] * 150)  # longer than max_len=200: truncated
+    long = " ".join(["great"] * 250 + ["terrible"] * 250)  # longer than max_len: truncated
     for text in (short, long):
         tokens, probs = predictor.per_token(text)
-        assert len(tokens) == len(probs) == min(len(predictor.pipeline(text)), 200)
+        assert len(tokens) == len(probs) == min(len(predictor.pipeline(text)), predictor.max_len)
         assert probs[-1] == pytest.approx(predictor.probabilities([text])[0], abs=1e-6)
 
     plot = tmp_path / "turns.png"

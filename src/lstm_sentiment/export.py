@@ -8,6 +8,7 @@ into ``ids``. It then checks the file against the PyTorch model on a batch of re
 
 from __future__ import annotations
 
+import copy
 import json
 import logging
 import sys
@@ -46,27 +47,27 @@ class ExportError(InferenceError):
 
 
 class ProbabilityModel(nn.Module):
-    """``(ids, lengths) -> sigmoid(logit)``, in a form tracing can export.
+    """``(ids, lengths) -> sigmoid(logit)``: the network without packing, in a form tracing can
+    export.
 
-    Packed sequences do not export, so this runs the padded batch and gathers each review's
-    output at ``length - 1`` (a ``gather``, which keeps the batch size dynamic where indexing with
-    ``arange(len(ids))`` would freeze it). That is exact for a one-directional network: the pads
-    come after the gathered step. Dropout is left out; it is the identity at inference.
+    Packed sequences do not export, so this runs the network's ``pack=False`` path: the padded
+    batch, each review's output gathered at ``length - 1``, and for a bidirectional network the
+    backward direction run on each review reversed within its length. Both are exact (a test
+    compares them with the packed model), and both keep batch and time sizes dynamic.
     """
 
     def __init__(self, net: LSTMClassifier):
         super().__init__()
-        if net.bidirectional:
+        if getattr(net, "cell", "torch") != "torch":
             raise ExportError(
-                "export supports one-directional networks only: the backward direction must "
-                "start at each review's last real token, which needs packed sequences"
+                f"cell={net.cell} does not export: tracing would unroll its Python time loop to "
+                "the example's length; train with model.cell=torch"
             )
-        self.embedding, self.rnn, self.fc = net.embedding, net.rnn, net.fc
+        self.net = copy.copy(net)  # the same weights; only this copy runs unpacked
+        self.net.pack = False
 
     def forward(self, ids: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-        out, _ = self.rnn(self.embedding(ids))
-        last = (lengths - 1).view(-1, 1, 1).expand(-1, 1, out.size(-1))
-        return torch.sigmoid(self.fc(out.gather(1, last).squeeze(1)).squeeze(-1))
+        return torch.sigmoid(self.net(ids, lengths))
 
 
 def export_onnx(model: ProbabilityModel, example: tuple[torch.Tensor, ...], path: Path) -> None:

@@ -85,7 +85,8 @@ class LSTMClassifier(nn.Module):
                 return torch.cat([h_n[-2], h_n[-1]], dim=-1)
             return h_n[-1]
         out, _ = self.rnn(x)
-        return out[torch.arange(len(ids), device=ids.device), lengths.to(ids.device) - 1]
+        # size(0), not len(): an exported (traced) graph then keeps its batch size dynamic
+        return out[torch.arange(ids.size(0), device=ids.device), lengths.to(ids.device) - 1]
 
     def _bidirectional_unpacked(self, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         """Both directions without packing, exactly: nn.LSTM's backward direction would start on
@@ -100,7 +101,7 @@ class LSTMClassifier(nn.Module):
                 reverse_within_length(out, lengths), layer, "_reverse"
             )
             out = torch.cat([forward_out, reverse_within_length(backward_out, lengths)], dim=-1)
-        rows = torch.arange(len(x), device=x.device)
+        rows = torch.arange(x.size(0), device=x.device)  # not len(x): see features()
         hidden = rnn.hidden_size
         # forward state after the last real token; backward state after reading back to token 0
         return torch.cat([out[rows, lengths - 1, :hidden], out[:, 0, hidden:]], dim=-1)
