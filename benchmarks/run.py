@@ -83,11 +83,12 @@ def preprocess_section(args, work: Path) -> str:
                 f"{seconds:.2f}",
                 f"{first['reviews'] / seconds:,.0f}",
                 f"{ref_seconds / seconds:.1f}x",
+                f"{median_of(name_runs, 'cpu_seconds'):.2f}",
                 f"{max(r['peak_main_mb'] for r in name_runs):.0f}",
                 f"{max(r['peak_tree_mb'] for r in name_runs):.0f}",
             ]
         )
-    header = ["pipeline", "reviews", "seconds", "reviews/s", "vs reference", "CPU s",
+    header = ["pipeline", "reviews", "seconds", "reviews/s", "vs reference", "CPU s (all procs)",
               "peak RSS main (MB)", "peak RSS all processes (MB)"]  # fmt: skip
     workers = runs["ours cold, treebank (= word_tokenize tokens)"][0]["workers"]
     notes = [

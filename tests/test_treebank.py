@@ -22,7 +22,7 @@ def test_the_rules_are_nltks_own_in_nltks_order():
     nltk_after += [(p, r" \1 \2 ") for p in (*t.CONTRACTIONS2, *t.CONTRACTIONS3)]
     for theirs, ours in ((nltk_before, treebank._BEFORE), (nltk_after, treebank._AFTER)):
         assert len(theirs) == len(ours)
-        for (pattern, template), (_, compiled, our_template, _) in zip(theirs, ours, strict=True):
+        for (pattern, template), (_, compiled, our_template, *_) in zip(theirs, ours, strict=True):
             engine = getattr(pattern, "_rx", pattern)  # nltk.redos wraps a `regex` pattern
             assert (compiled.pattern, compiled.flags, type(compiled), our_template) == (
                 pattern.pattern,

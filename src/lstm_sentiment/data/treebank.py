@@ -5,8 +5,9 @@ timeout wrapper. This module runs the same rules (NLTK 3.9+, copied below in NLT
 same ``regex`` engine, with NLTK's flags) with three shortcuts that never change a result:
 
 1. a rule runs only when the text holds a string its pattern cannot match without (the ``[?!]``
-   rule needs a ``?`` or ``!``); the case-insensitive contraction rules are skipped this way only
-   for ASCII text, where ``(?i)`` matching and ``str.lower`` agree;
+   rule needs a ``?`` or ``!``), checked first once per review by characters, then per sentence;
+   the case-insensitive contraction rules are skipped this way only for ASCII text, where
+   ``(?i)`` matching and ``str.lower`` agree;
 2. the end-of-sentence period rules can only match at the last ``.``, so they are tried there;
 3. ``\s+ -> " "`` is skipped on printable text without a double space, which it would not change.
 
@@ -75,21 +76,45 @@ AFTER_PAD = [
 
 
 def _compiled(rules: list) -> list:
-    return [
-        (kind, re.compile(p) if flags is None else regex.compile(p, flags), template, needs)
-        for kind, p, flags, template, needs in rules
-    ]
+    """``(kind, compiled, template, needs, chars)``; ``chars``: the characters of ``needs``."""
+    out = []
+    for kind, p, flags, template, needs in rules:
+        compiled = re.compile(p) if flags is None else regex.compile(p, flags)
+        chars = frozenset("".join(needs)) if kind == _WHOLE else (
+            frozenset(".") if kind == _FINAL else None
+        )  # fmt: skip
+        out.append((kind, compiled, template, needs, chars))
+    return out
 
 
 _BEFORE, _AFTER = _compiled(BEFORE_PAD), _compiled(AFTER_PAD)
 
 
+def active_rules(text: str) -> tuple[list, list]:
+    """The rules that can match somewhere in ``text`` (a review, or one sentence).
+
+    A rule needs one of its characters; the substitutions only add spaces, turn ``"`` into
+    ``''`` or ``````, and ``''`` into ``````, so no other character ever appears.
+    """
+    present = set(text)
+    if '"' in present:
+        present.update("'`")
+    elif "'" in present:
+        present.add("`")
+    return tuple(
+        [rule for rule in rules if rule[4] is None or not rule[4].isdisjoint(present)]
+        for rules in (_BEFORE, _AFTER)
+    )
+
+
 def _apply(rules: list, text: str) -> str:
     lower, lowered = None, None  # text.lower() (None if not ASCII) of the text ``lowered``
-    for kind, compiled, template, needs in rules:
+    for kind, compiled, template, needs, _ in rules:
         if kind == _WHOLE:
-            if any(s in text for s in needs):
-                text = compiled.sub(template, text)
+            for s in needs:
+                if s in text:
+                    text = compiled.sub(template, text)
+                    break
         elif kind == _FINAL:
             # what follows the matched "." (closing quotes, brackets, spaces) holds no ".", so
             # the match starts right before the text's last "."
@@ -109,6 +134,11 @@ def _apply(rules: list, text: str) -> str:
     return text
 
 
-def treebank_words(sentence: str) -> list[str]:
-    """``nltk.tokenize.NLTKWordTokenizer().tokenize(sentence)``: the same tokens."""
-    return _apply(_AFTER, " " + _apply(_BEFORE, sentence) + " ").split()
+def treebank_words(sentence: str, rules: tuple[list, list] | None = None) -> list[str]:
+    """``nltk.tokenize.NLTKWordTokenizer().tokenize(sentence)``: the same tokens.
+
+    ``rules``: ``active_rules`` of a text holding the sentence (its review), to skip the rules
+    that cannot match anywhere in it once per review rather than once per sentence.
+    """
+    before, after = rules or active_rules(sentence)
+    return _apply(after, " " + _apply(before, sentence) + " ").split()
