@@ -10,12 +10,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import write_fasttext
 
 from lstm_sentiment.data import cache
 from lstm_sentiment.data.cache import CacheError, CacheSpec, build_cache, load_cache
 from lstm_sentiment.data.text import TextPipeline
 from lstm_sentiment.data.vocab import PAD, PAD_ID, UNK, UNK_ID
+
+from conftest import write_fasttext
 
 
 def make_spec(folder: Path, **kwargs) -> CacheSpec:

@@ -10,11 +10,12 @@ import numpy as np
 import pytest
 from nltk.tokenize import wordpunct_tokenize
 
-from conftest import SHARED_SAMPLE, write_fasttext
 from lstm_sentiment.data.datamodule import ReviewDataModule
 from lstm_sentiment.data.reviews import ReadStats, ReviewFileError, read_reviews
 from lstm_sentiment.data.text import PUNKT_HELP, TextPipeline, require_punkt
 from lstm_sentiment.data.vocab import PAD_ID, UNK_ID, Vocabulary
+
+from conftest import SHARED_SAMPLE, write_fasttext
 
 LINES = "__label__2 Great CD: My lovely Pat has one of the GREAT voices.\n__label__1 Bad: broke.\n"
 
@@ -33,7 +34,9 @@ def test_read_fasttext_plain_and_compressed(tmp_path, opener):
 
 def test_read_csv_with_quoted_commas_and_newlines(tmp_path):
     path = tmp_path / "train.csv"
-    path.write_text('"2","Nice, really","line one\nline two, with comma"\n"1","Meh","bad\\nworse"\n')
+    path.write_text(
+        '"2","Nice, really","line one\nline two, with comma"\n"1","Meh","bad\\nworse"\n'
+    )
     assert list(read_reviews(path)) == [
         (1, "Nice, really: line one\nline two, with comma"),
         (0, "Meh: bad worse"),
@@ -47,7 +50,9 @@ def test_bad_lines_are_skipped_counted_and_limited(tmp_path):
     assert len(list(read_reviews(path, stats=stats))) == 2
     assert (stats.records, stats.bad) == (5, 3)
     assert [n for n, _ in stats.examples] == [3, 4, 5]
-    with pytest.raises(ReviewFileError, match=r"train.ft.txt: skipped 3 of 5 .*line 3: no __label__"):
+    with pytest.raises(
+        ReviewFileError, match=r"train.ft.txt: skipped 3 of 5 .*line 3: no __label__"
+    ):
         stats.check(max_bad_fraction=0.5)
     stats.check(max_bad_fraction=0.6)
 
@@ -81,7 +86,11 @@ def test_default_tokenizer_needs_no_download_and_matches_nltk():
     pipe = TextPipeline()
     assert pipe.tokenize(text) == wordpunct_tokenize(text)
     assert TextPipeline(tokenizer="treebank")("great. but it broke") == [
-        "great", ".", "but", "it", "broke"
+        "great",
+        ".",
+        "but",
+        "it",
+        "broke",
     ]
 
 
@@ -138,7 +147,7 @@ def test_batches_are_padded_to_their_longest_review(tiny_data_dir, tmp_path):
     dm.setup("fit")
     for batch in dm.train_dataloader():
         assert batch["ids"].shape[1] == int(batch["lengths"].max()) <= 12
-        for row, n in zip(batch["ids"], batch["lengths"]):
+        for row, n in zip(batch["ids"], batch["lengths"], strict=True):
             assert (row[:n] != PAD_ID).all() and (row[n:] == PAD_ID).all()
 
 

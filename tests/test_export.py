@@ -10,7 +10,6 @@ from itertools import islice
 import numpy as np
 import pytest
 import torch
-from conftest import SHARED_SAMPLE
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 
@@ -23,6 +22,8 @@ from lstm_sentiment.export import ExportError, ProbabilityModel, load_exported, 
 from lstm_sentiment.inference import load_predictor
 from lstm_sentiment.models.components.lstm import LSTMClassifier
 from lstm_sentiment.models.sentiment_module import SentimentModule
+
+from conftest import SHARED_SAMPLE
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 

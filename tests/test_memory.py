@@ -11,6 +11,7 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 
 from lstm_sentiment.models.components.lstm import LSTMClassifier
 from lstm_sentiment.train import train
+
 from test_model import batch_of
 
 
@@ -48,7 +49,8 @@ def test_gate_statistics_reach_tensorboard_and_buckets_the_run_folder(train_cfg)
     assert "gates/layer0/forget_per_unit" in events.Tags()["histograms"]
     assert "gates/layer0/forget" in events.Tags()["scalars"]
 
-    rows = list(csv.DictReader(open(out / "length_buckets.csv")))
+    with open(out / "length_buckets.csv") as f:
+        rows = list(csv.DictReader(f))
     assert [r["bucket"] for r in rows] == ["short", "medium", "long"]
     assert sum(int(r["reviews"]) for r in rows) == 200  # every test review in one bucket
     for row in rows:

@@ -15,12 +15,13 @@ import pytest
 import torch
 from hydra.errors import ConfigCompositionException
 
-from conftest import compose_config, write_fasttext
 from lstm_sentiment.atomic_checkpoint import AtomicCheckpointIO
 from lstm_sentiment.config import ConfigValueError, check_ranges
 from lstm_sentiment.data.datamodule import ReviewDataModule
 from lstm_sentiment.data.reviews import ReadStats, ReviewFileError, read_reviews
 from lstm_sentiment.train import train
+
+from conftest import compose_config, write_fasttext
 
 # ---------------------------------------------------------------------------------- bad input
 

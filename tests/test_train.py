@@ -9,10 +9,11 @@ import torch
 from hydra.utils import instantiate
 from omegaconf import open_dict
 
-from conftest import compose_config
 from lstm_sentiment.config import CONFIG_DIR
 from lstm_sentiment.eval import evaluate
 from lstm_sentiment.train import instantiate_all, optimized_value, train
+
+from conftest import compose_config
 
 
 def options(group: str) -> list[str]:

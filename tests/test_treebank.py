@@ -5,12 +5,13 @@ from __future__ import annotations
 import random
 
 import pytest
-from conftest import SHARED_SAMPLE
 from nltk.tokenize import NLTKWordTokenizer
 
 from lstm_sentiment.data import treebank
 from lstm_sentiment.data.reviews import read_reviews
 from lstm_sentiment.data.text import TextPipeline, nltk_treebank_tokenize, treebank_tokenize
+
+from conftest import SHARED_SAMPLE
 
 NLTK = NLTKWordTokenizer()
 

@@ -9,7 +9,7 @@ PAD_ID, UNK_ID = 0, 1
 
 
 class Vocabulary:
-    """Token <-> id. Unknown words map to ``_UNK`` (the reference recipe sent them to the pad id)."""
+    """Token <-> id. Unknown words map to ``_UNK`` (the recipe sent them to the pad id, 0)."""
 
     def __init__(self, tokens: Iterable[str]):
         self.itos = list(tokens)
