@@ -6,8 +6,6 @@ Needs ``model.cell=scratch``, whose forward records the means (``ScratchLSTM.gat
 
 from __future__ import annotations
 
-from collections import defaultdict
-
 import lightning.pytorch as pl
 import torch
 from lightning.pytorch.loggers import TensorBoardLogger
@@ -18,7 +16,8 @@ class GateStats(pl.Callback):
     the per-unit means of each gate, so TensorBoard shows which units keep or forget."""
 
     def __init__(self) -> None:
-        self.sums: dict[str, torch.Tensor] = defaultdict(lambda: torch.zeros(()))
+        # a plain dict, not defaultdict(lambda): ddp_spawn pickles callbacks to its workers
+        self.sums: dict[str, torch.Tensor] = {}
         self.batches = 0
 
     def _rnn(self, pl_module):
@@ -34,7 +33,7 @@ class GateStats(pl.Callback):
         if rnn is None or trainer.sanity_checking:
             return
         for key, value in rnn.gate_stats.items():
-            self.sums[key] = self.sums[key] + value.detach().float().cpu()
+            self.sums[key] = self.sums.get(key, 0) + value.detach().float().cpu()
         self.batches += 1
 
     def on_validation_epoch_end(self, trainer, pl_module) -> None:

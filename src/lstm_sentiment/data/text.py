@@ -92,10 +92,9 @@ def require_punkt() -> None:
 
 def treebank_tokenize(text: str) -> list[str]:
     """NLTK ``word_tokenize`` without punkt: Treebank rules on regex-split sentences."""
-    from lstm_sentiment.data.treebank import active_rules, treebank_words  # NLTK's, faster
+    from lstm_sentiment.data.treebank import treebank_sentences  # NLTK's rules, run faster
 
-    rules = active_rules(text)
-    return [tok for sent in SENTENCE_END_RE.split(text) for tok in treebank_words(sent, rules)]
+    return treebank_sentences(SENTENCE_END_RE.split(text))
 
 
 def nltk_treebank_tokenize(text: str) -> list[str]:
