@@ -54,7 +54,7 @@ class TensorBoardExtras(pl.Callback):
     ) -> None:
         if trainer.sanity_checking:
             return
-        probs = torch.sigmoid(pl_module(batch["ids"], batch["lengths"]).float())
+        probs = outputs["probs"].float()  # validation_step's own forward pass, not a second one
         labels = batch["labels"].long()
         self.confusion.update(probs, labels)
         self.pr_curve.update(probs, labels)

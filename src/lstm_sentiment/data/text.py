@@ -92,9 +92,10 @@ def require_punkt() -> None:
 
 def treebank_tokenize(text: str) -> list[str]:
     """NLTK ``word_tokenize`` without punkt: Treebank rules on regex-split sentences."""
-    from lstm_sentiment.data.treebank import treebank_sentences  # NLTK's rules, run faster
+    from lstm_sentiment.data.treebank import active_rules, treebank_words  # NLTK's, faster
 
-    return treebank_sentences(SENTENCE_END_RE.split(text))
+    rules = active_rules(text)
+    return [tok for sent in SENTENCE_END_RE.split(text) for tok in treebank_words(sent, rules)]
 
 
 def nltk_treebank_tokenize(text: str) -> list[str]:

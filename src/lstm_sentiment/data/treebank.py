@@ -23,11 +23,7 @@ import re
 
 import regex
 
-_WHOLE, _START, _FINAL, _SPACES, _LOWER = range(5)
-# Joins a review's sentences so the rules run once per review: a printable symbol that is not a
-# word character, not whitespace and in no rule's pattern (a review holding it is done sentence by
-# sentence). The rules anchored at a sentence's start or end run on each piece between joins.
-JOIN = "␞"  # SYMBOL FOR RECORD SEPARATOR
+_WHOLE, _FINAL, _SPACES, _LOWER = range(4)
 PUNCTUATION_CHARS = (";", "@", "#", "$", "%", "&")
 PARENS = ("[", "]", "(", ")", "{", "}", "<", ">")
 
@@ -36,7 +32,7 @@ PARENS = ("[", "]", "(", ")", "{", "}", "<", ">")
 BEFORE_PAD = [
     # starting quotes
     (_WHOLE, "([«“‘„]|[`]+)", re.U, r" \1 ", ("«", "“", "‘", "„", "`")),
-    (_START, r"^\"", 0, r"``", ('"',)),
+    (_WHOLE, r"^\"", 0, r"``", ('"',)),
     (_WHOLE, r"(``)", 0, r" \1 ", ("``",)),
     (_WHOLE, r"([ \(\[{<])(\"|\'{2})", 0, r"\1 `` ", ('"', "''")),
     (_WHOLE, r"(?i)(?<!\w)(\')(?!(?:re|ve|ll|m|t|s|d|n)\b)(?=\w)", re.U, r"\1 ", ("'",)),
@@ -84,7 +80,7 @@ def _compiled(rules: list) -> list:
     out = []
     for kind, p, flags, template, needs in rules:
         compiled = re.compile(p) if flags is None else regex.compile(p, flags)
-        chars = frozenset("".join(needs)) if kind in (_WHOLE, _START) else (
+        chars = frozenset("".join(needs)) if kind == _WHOLE else (
             frozenset(".") if kind == _FINAL else None
         )  # fmt: skip
         out.append((kind, compiled, template, needs, chars))
@@ -111,17 +107,8 @@ def active_rules(text: str) -> tuple[list, list]:
     )
 
 
-def _final(compiled, template: str, text: str) -> str:
-    """An end-of-sentence period rule on one sentence: what follows the matched "." (closing
-    quotes, brackets, spaces) holds no ".", so the match starts right before the last "."."""
-    j = text.rfind(".")
-    m = compiled.match(text, j - 1) if j > 0 else None
-    return text if m is None else text[: m.start()] + m.expand(template) + text[m.end() :]
-
-
-def _apply(rules: list, text: str, ascii_text: bool, joined: bool) -> str:
-    """The rules on one sentence, or on a review's ``JOIN``-ed sentences (``joined``)."""
-    lower, lowered = None, None  # text.lower() of the text ``lowered``
+def _apply(rules: list, text: str) -> str:
+    lower, lowered = None, None  # text.lower() (None if not ASCII) of the text ``lowered``
     for kind, compiled, template, needs, _ in rules:
         if kind == _WHOLE:
             for s in needs:
@@ -129,52 +116,29 @@ def _apply(rules: list, text: str, ascii_text: bool, joined: bool) -> str:
                     text = compiled.sub(template, text)
                     break
         elif kind == _FINAL:
-            if joined:
-                text = JOIN.join([_final(compiled, template, t) for t in text.split(JOIN)])
-            else:
-                text = _final(compiled, template, text)
-        elif kind == _START:
-            if needs[0] in text:
-                if joined:
-                    text = JOIN.join([compiled.sub(template, t) for t in text.split(JOIN)])
-                else:
-                    text = compiled.sub(template, text)
+            # what follows the matched "." (closing quotes, brackets, spaces) holds no ".", so
+            # the match starts right before the text's last "."
+            j = text.rfind(".")
+            m = compiled.match(text, j - 1) if j > 0 else None
+            if m is not None:
+                text = text[: m.start()] + m.expand(template) + text[m.end() :]
         elif kind == _SPACES:
             # Unicode White_Space characters are all control characters or separators
             if not text.isprintable() or "  " in text:
                 text = compiled.sub(template, text)
-        elif not ascii_text:
-            text = compiled.sub(template, text)
-        else:  # (?i) matches what str.lower() finds, in ASCII text
+        else:
             if lowered is not text:
-                lower, lowered = text.lower(), text
-            if needs in lower:
+                lower, lowered = (text.lower() if text.isascii() else None), text
+            if lower is None or needs in lower:
                 text = compiled.sub(template, text)
     return text
 
 
-def treebank_words(sentence: str) -> list[str]:
-    """``nltk.tokenize.NLTKWordTokenizer().tokenize(sentence)``: the same tokens."""
-    before, after = active_rules(sentence)
-    ascii_text = sentence.isascii()
-    text = _apply(before, sentence, ascii_text, joined=False)
-    return _apply(after, " " + text + " ", ascii_text, joined=False).split()
+def treebank_words(sentence: str, rules: tuple[list, list] | None = None) -> list[str]:
+    """``nltk.tokenize.NLTKWordTokenizer().tokenize(sentence)``: the same tokens.
 
-
-def treebank_sentences(sentences: list[str]) -> list[str]:
-    r"""``treebank_words`` of each sentence, concatenated, with the rules run once per review.
-
-    ``sentences`` as ``(?<=[.!?])\s+`` splits a review: each but the last ends in ``.``, ``!`` or
-    ``?``, so no rule's match can reach across a join (the ``^`` and ``$`` rules run on each
-    sentence); anything else is tokenized sentence by sentence.
+    ``rules``: ``active_rules`` of a text holding the sentence (its review), so the rules that
+    cannot match anywhere in a review are set aside once, not once per sentence.
     """
-    if len(sentences) == 1 or any(JOIN in s or s[-1:] not in (".", "!", "?")
-                                  for s in sentences[:-1]) or JOIN in sentences[-1]:  # fmt: skip
-        return [tok for sentence in sentences for tok in treebank_words(sentence)]
-    text = JOIN.join(sentences)
-    before, after = active_rules(text)
-    ascii_text = all(s.isascii() for s in sentences)
-    text = _apply(before, text, ascii_text, joined=True)
-    # NLTK pads each sentence with a space on both sides before the remaining rules
-    text = " " + text.replace(JOIN, f" {JOIN} ") + " "
-    return [tok for tok in _apply(after, text, ascii_text, joined=True).split() if tok != JOIN]
+    before, after = rules or active_rules(sentence)
+    return _apply(after, " " + _apply(before, sentence) + " ").split()
