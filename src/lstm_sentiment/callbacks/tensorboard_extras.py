@@ -15,8 +15,8 @@ CLASS_NAMES = ["negative", "positive"]
 class TensorBoardExtras(pl.Callback):
     """Needs a ``TensorBoardLogger`` among the trainer's loggers; does nothing without one.
 
-    It runs the model once more on each validation batch (forward only: a few percent of an
-    epoch) rather than reach into ``validation_step``. The confusion matrix and the curve cover
+    It reads the probabilities ``validation_step`` returns, so it costs no extra forward pass.
+    The confusion matrix and the curve cover
     every rank's batches (torchmetrics gathers them); the misclassified reviews are rank 0's.
     """
 
