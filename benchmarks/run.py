@@ -136,8 +136,8 @@ def train_section(args, work: Path) -> str:
         for name, (task, kwargs) in TRAIN_CONFIGS.items():
             runs[name].append(measured(task, **common, **kwargs, seed=seed))
 
-    def rate(name: str, key: str = "samples") -> float:
-        return statistics.median(r[key] / r["seconds"] for r in runs[name])
+    def rate(name: str, key: str = "samples", time: str = "seconds") -> float:
+        return statistics.median(r[key] / r[time] for r in runs[name])
 
     def acc(name: str) -> str:
         accs = [100 * r["test_acc"] for r in runs[name]]
@@ -147,6 +147,7 @@ def train_section(args, work: Path) -> str:
 
     names = list(TRAIN_CONFIGS)
     raw, fixed = rate(names[0]), rate(names[1])
+    raw_cpu, fixed_cpu = (rate(n, time="cpu_seconds") for n in names[:2])
     rows = [
         [
             name,
@@ -154,11 +155,14 @@ def train_section(args, work: Path) -> str:
             f"{rate(name, 'tokens'):,.0f}",
             f"{rate(name) / raw:.2f}x",
             f"{rate(name) / fixed:.2f}x",
+            f"{rate(name, time='cpu_seconds') / raw_cpu:.2f}x",
+            f"{rate(name, time='cpu_seconds') / fixed_cpu:.2f}x",
             acc(name),
         ]
         for name in names
     ]
     header = ["training loop", "samples/s", "tokens/s", "vs raw", "vs ours fixed 200",
+              "vs raw, per CPU s", "vs fixed 200, per CPU s",
               f"test acc % after {args.epochs} epochs"]  # fmt: skip
     first, m = runs[names[0]][0], MODEL
     notes = [
@@ -167,7 +171,9 @@ def train_section(args, work: Path) -> str:
         f"{m['embedding_dim']}, hidden {m['hidden_size']}, {m['num_layers']} layer, dropout "
         f"{m['dropout']}, batch {args.batch_size}, Adam {m['lr']}, clip 5, BCEWithLogitsLoss; "
         f"{first['threads']} torch thread(s). Only the training epochs are timed; tokens/s counts "
-        f"real (unpadded) tokens. Median samples/s of {args.rounds} interleaved round(s) (seeds "
+        "real (unpadded) tokens; the 'per CPU s' ratios divide by the process's CPU time instead "
+        "of wall time (steadier when other jobs share the cores). Median samples/s of "
+        f"{args.rounds} interleaved round(s) (seeds "
         f"0..{args.rounds - 1}); test accuracy: mean ± sd over those seeds on the "
         f"{args.data_dir.name} test file; {load_average()} at the end.",
     ]
