@@ -193,15 +193,56 @@ def train_section(args, work: Path) -> str:
         f"Packed vs padded-and-gathered, forward + backward of one batch of {args.batch_size} "
         "(lengths in [0.9 w, w]), same weights, interleaved, median of 8:\n\n" + micro_table
     )
+    if args.acc_seeds:
+        notes.append(accuracy_table(args, common))
     return table(header, rows) + "\n\n" + "\n\n".join(notes)
+
+
+def accuracy_table(args, common: dict) -> str:
+    """Fixed 200 vs bucketed (pack=false) test accuracy over more seeds and epochs: two epochs
+    on 8.5k reviews leave a seed-to-seed spread of several points."""
+    configs = {n: TRAIN_CONFIGS[n] for n in list(TRAIN_CONFIGS)[1:] if "pack=false" in n}
+    accs: dict[str, list[float]] = {name: [] for name in configs}
+    for seed in range(args.acc_seeds):
+        for name, (task, kwargs) in configs.items():
+            run = measured(task, **{**common, "epochs": args.acc_epochs}, **kwargs, seed=seed)
+            accs[name].append(100 * run["test_acc"])
+    rows = [
+        [
+            name,
+            f"{statistics.mean(a):.1f} ± {statistics.stdev(a):.1f}",
+            " ".join(f"{x:.1f}" for x in a),
+        ]
+        for name, a in accs.items()
+    ]
+    fixed, bucketed = accs.values()
+    diffs = [b - f for f, b in zip(fixed, bucketed, strict=True)]
+    return (
+        f"Test accuracy after {args.acc_epochs} epochs, seeds 0..{args.acc_seeds - 1} (same "
+        "initial weights per seed in both rows):\n\n"
+        + table(["training loop", "test acc % (mean ± sd)", "per seed"], rows)
+        + f"\n\nbucketed - fixed 200: {statistics.mean(diffs):+.1f} ± "
+        f"{statistics.stdev(diffs) / len(diffs) ** 0.5:.1f} points (mean ± standard error)"
+    )
 
 
 # ---------------------------------------------------------------------------------------------
 # 3. scale
 
 
-def resample(source: Path, dest: Path, n: int, seed: int) -> float:
-    """``n`` lines drawn with replacement from ``source`` into plain-text ``dest``; its MB."""
+def made_up_word(i: int) -> bytes:
+    """A letters-only word per index (digits would be zeroed by the cleaning): zq, zqb, ..."""
+    letters = b""
+    while True:
+        i, r = divmod(i, 26)
+        letters += bytes([97 + r])
+        if not i:
+            return b"zq" + letters
+
+
+def resample(source: Path, dest: Path, n: int, seed: int, unique_words: bool = False) -> float:
+    """``n`` lines drawn with replacement from ``source`` into plain-text ``dest``; its MB.
+    ``unique_words``: each line also gets a made-up word of its own, after its label."""
     from lstm_sentiment.data.reviews import open_binary
 
     with open_binary(source) as f:
@@ -210,7 +251,12 @@ def resample(source: Path, dest: Path, n: int, seed: int) -> float:
     with open(dest, "wb") as out:
         for start in range(0, n, 100_000):
             picks = rng.integers(0, len(lines), min(100_000, n - start))
-            out.write(b"".join(lines[i] for i in picks))
+            if unique_words:
+                parts = (lines[i].split(b" ", 1) for i in picks)
+                made_up = (made_up_word(seed * n + start + k) for k in range(len(picks)))
+                out.write(b"".join(a + b" " + w + b" " + b for (a, b), w in zip(parts, made_up)))
+            else:
+                out.write(b"".join(lines[i] for i in picks))
     return dest.stat().st_size / MB
 
 
@@ -220,8 +266,13 @@ def scale_section(args, work: Path) -> str:
         folder = work / f"scale-{n}"
         folder.mkdir()
         n_test = max(n // 9, 1)  # the full set's 3.6M : 400k
-        input_mb = resample(args.data_dir / "train.ft.txt.bz2", folder / "train.ft.txt", n, 1)
-        input_mb += resample(args.data_dir / "test.ft.txt.bz2", folder / "test.ft.txt", n_test, 2)
+        unique = args.scale_unique_words
+        input_mb = resample(
+            args.data_dir / "train.ft.txt.bz2", folder / "train.ft.txt", n, 1, unique
+        )
+        input_mb += resample(
+            args.data_dir / "test.ft.txt.bz2", folder / "test.ft.txt", n_test, 2, unique
+        )
         files = {
             "train_path": str(folder / "train.ft.txt"),
             "test_path": str(folder / "test.ft.txt"),
@@ -277,8 +328,15 @@ def main() -> None:
         default=1,
         help="torch threads for training (1: on a busy 2-core machine 2 threads ran 3-40x slower)",
     )
+    parser.add_argument("--acc-seeds", type=int, default=0, help="extra accuracy runs (train)")
+    parser.add_argument("--acc-epochs", type=int, default=4)
     parser.add_argument("--scale-sizes", type=int, nargs="+", default=[100_000, 400_000])
     parser.add_argument("--scale-tokenizer", default="wordpunct")
+    parser.add_argument(
+        "--scale-unique-words",
+        action="store_true",
+        help="give every resampled review a made-up word of its own (a vocabulary-memory stress)",
+    )
     parser.add_argument("--work-dir", type=Path, default=None, help="for inputs and caches (tmp)")
     args = parser.parse_args()
     sections = {"preprocess": preprocess_section, "train": train_section, "scale": scale_section}
