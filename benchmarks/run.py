@@ -240,9 +240,9 @@ def made_up_word(i: int) -> bytes:
             return b"zq" + letters
 
 
-def resample(source: Path, dest: Path, n: int, seed: int, unique_words: bool = False) -> float:
+def resample(source: Path, dest: Path, n: int, seed: int, unique_from: int | None = None) -> float:
     """``n`` lines drawn with replacement from ``source`` into plain-text ``dest``; its MB.
-    ``unique_words``: each line also gets a made-up word of its own, after its label."""
+    ``unique_from``: each line also gets a made-up word of its own (numbered from there)."""
     from lstm_sentiment.data.reviews import open_binary
 
     with open_binary(source) as f:
@@ -251,10 +251,12 @@ def resample(source: Path, dest: Path, n: int, seed: int, unique_words: bool = F
     with open(dest, "wb") as out:
         for start in range(0, n, 100_000):
             picks = rng.integers(0, len(lines), min(100_000, n - start))
-            if unique_words:
-                parts = (lines[i].split(b" ", 1) for i in picks)
-                made_up = (made_up_word(seed * n + start + k) for k in range(len(picks)))
-                out.write(b"".join(a + b" " + w + b" " + b for (a, b), w in zip(parts, made_up)))
+            if unique_from is not None:
+                first = unique_from + start
+                out.write(b"".join(
+                    label + b" " + made_up_word(first + k) + b" " + text
+                    for k, (label, text) in enumerate(lines[i].split(b" ", 1) for i in picks)
+                ))  # fmt: skip
             else:
                 out.write(b"".join(lines[i] for i in picks))
     return dest.stat().st_size / MB
@@ -268,10 +270,14 @@ def scale_section(args, work: Path) -> str:
         n_test = max(n // 9, 1)  # the full set's 3.6M : 400k
         unique = args.scale_unique_words
         input_mb = resample(
-            args.data_dir / "train.ft.txt.bz2", folder / "train.ft.txt", n, 1, unique
+            args.data_dir / "train.ft.txt.bz2", folder / "train.ft.txt", n, 1, 0 if unique else None
         )
         input_mb += resample(
-            args.data_dir / "test.ft.txt.bz2", folder / "test.ft.txt", n_test, 2, unique
+            args.data_dir / "test.ft.txt.bz2",
+            folder / "test.ft.txt",
+            n_test,
+            2,
+            n if unique else None,
         )
         files = {
             "train_path": str(folder / "train.ft.txt"),
@@ -303,9 +309,14 @@ def scale_section(args, work: Path) -> str:
     notes = [
         f"Inputs: lines drawn with replacement from {args.data_dir.name} (train from train, test "
         f"from test; seed 1/2), written as plain text. Tokenizer {args.scale_tokenizer}, "
-        f"{cold['workers']} processes; {load_average()} at the end. Resampled lines repeat the "
-        "sample's ~40k distinct tokens; the real full set has more (about 1-2M distinct "
-        "tokens: some 100-200 MB more for the vocabulary counts in the main process).",
+        f"{cold['workers']} processes; {load_average()} at the end. "
+        + (
+            "Every review holds a made-up word of its own: as many distinct tokens as reviews, "
+            "more than the real full set has (a stress test of the vocabulary's memory)."
+            if args.scale_unique_words
+            else "Resampled lines repeat the sample's ~40k distinct tokens; the real full set has "
+            "more (--scale-unique-words gives every review a token of its own)."
+        ),
     ]
     return table(header, rows) + "\n\n" + "\n".join(notes)
 
