@@ -230,7 +230,7 @@ def _remove_abandoned_builds(cache_root: Path) -> None:
 
 def _build_into(tmp: Path, spec: CacheSpec, workers: int, max_bad_fraction: float, progress: bool):
     started = time.perf_counter()
-    provisional = {PAD: 0, UNK: 1}  # every distinct token seen, in any split
+    provisional = {PAD: 0, UNK: 1}  # every distinct token of the training split
     counts = np.zeros(1 << 16, np.int64)  # training-split counts by provisional id
     meta: dict = {"version": CACHE_VERSION, "spec_key": spec.key(), "splits": {}}
     encoder = _ChunkEncoder(spec.pipeline, spec.max_len)
@@ -255,11 +255,11 @@ def _build_into(tmp: Path, spec: CacheSpec, workers: int, max_bad_fraction: floa
                         pool, encoder, chunks, 2 * workers
                     ):
                         tokens, ids, chunk_lengths, chunk_counts = result
-                        remap = np.fromiter(
-                            (provisional.setdefault(t, len(provisional)) for t in tokens),
-                            np.int64,
-                            len(tokens),
-                        )
+                        if split == "train":
+                            new = (provisional.setdefault(t, len(provisional)) for t in tokens)
+                        else:  # a word unseen in training is out of the vocabulary anyway
+                            new = (provisional.get(t, 1) for t in tokens)
+                        remap = np.fromiter(new, np.int64, len(tokens))
                         raw.write(remap.astype(np.int32)[ids].tobytes())
                         lengths.append(chunk_lengths)
                         labels.append(np.asarray(chunk_labels, np.int8))
@@ -282,17 +282,18 @@ def _build_into(tmp: Path, spec: CacheSpec, workers: int, max_bad_fraction: floa
         if pool is not None:
             pool.shutdown(cancel_futures=True)
 
-    tokens = list(provisional)
-    vocab = Vocabulary.from_counts(
-        {tok: int(counts[i]) for i, tok in enumerate(tokens) if i < len(counts) and counts[i]},
-        min_freq=spec.min_freq,
-        max_size=spec.max_vocab_size,
-    )
-    to_final = np.full(len(tokens), UNK_ID, np.int32)
-    for i, tok in enumerate(tokens[2:], start=2):  # provisional 0 is never emitted
-        to_final[i] = vocab.stoi.get(tok, UNK_ID)
-    to_final[1] = UNK_ID
-    del provisional, tokens
+    # only the frequent enough tokens make a dict of counts (the rare ones can be millions)
+    n_counted, min_freq = len(counts), spec.min_freq
+    frequent = {
+        tok: int(counts[i])
+        for tok, i in provisional.items()
+        if i < n_counted and counts[i] >= min_freq
+    }
+    vocab = Vocabulary.from_counts(frequent, min_freq=min_freq, max_size=spec.max_vocab_size)
+    to_final = np.full(len(provisional), UNK_ID, np.int32)  # provisional _PAD is never emitted
+    for i, tok in enumerate(vocab.itos[2:], start=2):
+        to_final[provisional[tok]] = i
+    del provisional, frequent
     for split in SPLITS:
         _finalize_ids(tmp, split, to_final)
     (tmp / "vocab.json").write_text(json.dumps(vocab.itos, ensure_ascii=False))
