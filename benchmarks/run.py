@@ -4,6 +4,7 @@
     python -m benchmarks.run --section preprocess             # or train, or scale
     python -m benchmarks.run --section scale --scale-sizes 100000 400000 3600000   # the full set
     python -m benchmarks.run --rounds 3                       # median of 3 interleaved rounds
+    python -m benchmarks.run --section accuracy --acc-seeds 8 --acc-jobs 2   # fixed vs bucketed
 
 Every pipeline runs in a fresh interpreter (``measure.py``) so its peak memory is its own. The
 machine may be shared: compare rows of one run, and re-run when ``uptime`` shows a high load.
@@ -17,6 +18,7 @@ import shutil
 import statistics
 import tempfile
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -118,9 +120,27 @@ TRAIN_CONFIGS = {  # name -> (task, kwargs)
 }  # fmt: skip
 
 
-def train_section(args, work: Path) -> str:
+def pool_rows(pools: list[int]) -> dict:
+    """Bucketed (pack=false) rows with other pool sizes: a pool of 1 batch is plain shuffled
+    batches padded to their longest review; larger pools trade batch randomness for speed."""
+    task, kwargs = TRAIN_CONFIGS["ours (Lightning), bucketed, pack=false"]
+    rows = {}
+    for pool in pools:
+        pools_of = f"pools of {pool} batch" + ("es" if pool > 1 else "")
+        rows[f"ours (Lightning), bucketed ({pools_of}), pack=false"] = (
+            task,
+            {**kwargs, "pool_batches": pool},
+        )
+    return rows
+
+
+def training_inputs(args, work: Path) -> dict:
+    """The settings every training row shares, with the token cache they read built once."""
     cache_dir = work / "train-cache"
-    common = {
+    train, test = str(args.data_dir / "train.ft.txt.bz2"), str(args.data_dir / "test.ft.txt.bz2")
+    measured("ours_cold", train_path=train, test_path=test, tokenizer="wordpunct",
+             cache_dir=str(cache_dir))  # fmt: skip
+    return {
         "data_dir": str(args.data_dir),
         "cache_dir": str(cache_dir),
         "epochs": args.epochs,
@@ -128,12 +148,14 @@ def train_section(args, work: Path) -> str:
         "model": MODEL,
         "threads": args.threads,
     }
-    train, test = str(args.data_dir / "train.ft.txt.bz2"), str(args.data_dir / "test.ft.txt.bz2")
-    measured("ours_cold", train_path=train, test_path=test, tokenizer="wordpunct",
-             cache_dir=str(cache_dir))  # fmt: skip
-    runs: dict[str, list[dict]] = {name: [] for name in TRAIN_CONFIGS}
+
+
+def train_section(args, work: Path) -> str:
+    common = training_inputs(args, work)
+    configs = {**TRAIN_CONFIGS, **pool_rows(args.train_pools)}
+    runs: dict[str, list[dict]] = {name: [] for name in configs}
     for seed in range(args.rounds):  # interleaved, so a load change hits every config alike
-        for name, (task, kwargs) in TRAIN_CONFIGS.items():
+        for name, (task, kwargs) in configs.items():
             runs[name].append(measured(task, **common, **kwargs, seed=seed))
 
     def rate(name: str, key: str = "samples", time: str = "seconds") -> float:
@@ -145,7 +167,7 @@ def train_section(args, work: Path) -> str:
             f" ± {statistics.stdev(accs):.1f}" if len(accs) > 1 else ""
         )
 
-    names = list(TRAIN_CONFIGS)
+    names = list(configs)
     raw, fixed = rate(names[0]), rate(names[1])
     raw_cpu, fixed_cpu = (rate(n, time="cpu_seconds") for n in names[:2])
     rows = [
@@ -198,31 +220,56 @@ def train_section(args, work: Path) -> str:
     return table(header, rows) + "\n\n" + "\n\n".join(notes)
 
 
+def accuracy_section(args, work: Path) -> str:
+    if args.acc_seeds < 2:
+        raise SystemExit("--section accuracy needs --acc-seeds 2 or more (a spread needs two)")
+    return accuracy_table(args, training_inputs(args, work))
+
+
 def accuracy_table(args, common: dict) -> str:
-    """Fixed 200 vs bucketed (pack=false) test accuracy over more seeds and epochs: two epochs
-    on 8.5k reviews leave a seed-to-seed spread of several points."""
-    configs = {n: TRAIN_CONFIGS[n] for n in list(TRAIN_CONFIGS)[1:] if "pack=false" in n}
+    """Test accuracy of the raw loop, ours fixed 200 and ours bucketed (pack=false) over more
+    seeds and epochs than the speed rows: two epochs on 8.5k reviews leave a seed-to-seed spread
+    of several points. Speed is not measured here, so ``--acc-jobs`` runs may share the cores."""
+    configs = {n: c for n, c in TRAIN_CONFIGS.items() if "pack=true" not in n}
+    if not args.acc_raw:
+        del configs[list(TRAIN_CONFIGS)[0]]
+    del configs[list(TRAIN_CONFIGS)[3]]
+    configs.update(pool_rows(args.acc_pools))
+    runs = [(name, seed) for seed in range(args.acc_seeds) for name in configs]
+
+    def run(name_seed: tuple[str, int]) -> float:
+        name, seed = name_seed
+        task, kwargs = configs[name]
+        result = measured(task, **{**common, "epochs": args.acc_epochs}, **kwargs, seed=seed)
+        print(f"  seed {seed}: {100 * result['test_acc']:.2f}%  {name}", flush=True)
+        return 100 * result["test_acc"]
+
+    with ThreadPoolExecutor(args.acc_jobs) as pool:  # each run is a process of its own
+        results = list(pool.map(run, runs))
     accs: dict[str, list[float]] = {name: [] for name in configs}
-    for seed in range(args.acc_seeds):
-        for name, (task, kwargs) in configs.items():
-            run = measured(task, **{**common, "epochs": args.acc_epochs}, **kwargs, seed=seed)
-            accs[name].append(100 * run["test_acc"])
+    for (name, _), acc in zip(runs, results, strict=True):
+        accs[name].append(acc)
+    fixed = accs[list(TRAIN_CONFIGS)[1]]
+
+    def paired(a: list[float]) -> str:  # same seed = same initial weights
+        diffs = [x - f for x, f in zip(a, fixed, strict=True)]
+        se = statistics.stdev(diffs) / len(diffs) ** 0.5
+        return f"{statistics.mean(diffs):+.2f} ± {se:.2f}"
+
     rows = [
         [
             name,
-            f"{statistics.mean(a):.1f} ± {statistics.stdev(a):.1f}",
+            f"{statistics.mean(a):.2f} ± {statistics.stdev(a):.2f}",
+            paired(a) if a is not fixed else "",
             " ".join(f"{x:.1f}" for x in a),
         ]
         for name, a in accs.items()
     ]
-    fixed, bucketed = accs.values()
-    diffs = [b - f for f, b in zip(fixed, bucketed, strict=True)]
+    header = ["training loop", "test acc % (mean ± sd)", "minus fixed 200 (mean ± se)", "per seed"]
     return (
-        f"Test accuracy after {args.acc_epochs} epochs, seeds 0..{args.acc_seeds - 1} (same "
-        "initial weights per seed in both rows):\n\n"
-        + table(["training loop", "test acc % (mean ± sd)", "per seed"], rows)
-        + f"\n\nbucketed - fixed 200: {statistics.mean(diffs):+.1f} ± "
-        f"{statistics.stdev(diffs) / len(diffs) ** 0.5:.1f} points (mean ± standard error)"
+        f"Test accuracy after {args.acc_epochs} epochs, seeds 0..{args.acc_seeds - 1} (a seed "
+        f"gives every row the same initial weights; {args.acc_jobs} run(s) at once):\n\n"
+        + table(header, rows)
     )
 
 
@@ -323,7 +370,9 @@ def scale_section(args, work: Path) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--section", choices=["preprocess", "train", "scale", "all"], default="all")
+    parser.add_argument(
+        "--section", choices=["preprocess", "train", "accuracy", "scale", "all"], default="all"
+    )
     parser.add_argument("--data-dir", type=Path, default=SAMPLE)
     parser.add_argument(
         "--workers", type=int, default=None, help="tokenizing processes (all cores)"
@@ -339,8 +388,21 @@ def main() -> None:
         default=1,
         help="torch threads for training (1: on a busy 2-core machine 2 threads ran 3-40x slower)",
     )
-    parser.add_argument("--acc-seeds", type=int, default=0, help="extra accuracy runs (train)")
+    parser.add_argument(
+        "--train-pools", type=int, nargs="*", default=[], help="extra bucket pool sizes (train)"
+    )
+    parser.add_argument("--acc-seeds", type=int, default=0, help="seeds of the accuracy table")
     parser.add_argument("--acc-epochs", type=int, default=4)
+    parser.add_argument("--acc-jobs", type=int, default=1, help="accuracy runs at once")
+    parser.add_argument(
+        "--acc-pools", type=int, nargs="+", default=[50], help="bucket pool sizes (in batches)"
+    )
+    parser.add_argument(
+        "--acc-raw",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="include the raw loop in the accuracy table",
+    )
     parser.add_argument("--scale-sizes", type=int, nargs="+", default=[100_000, 400_000])
     parser.add_argument("--scale-tokenizer", default="wordpunct")
     parser.add_argument(
@@ -350,11 +412,18 @@ def main() -> None:
     )
     parser.add_argument("--work-dir", type=Path, default=None, help="for inputs and caches (tmp)")
     args = parser.parse_args()
-    sections = {"preprocess": preprocess_section, "train": train_section, "scale": scale_section}
-    chosen = list(sections) if args.section == "all" else [args.section]
+    sections = {
+        "preprocess": preprocess_section,
+        "train": train_section,
+        "accuracy": accuracy_section,
+        "scale": scale_section,
+    }
+    every = ["preprocess", "train", "scale"]  # "train" holds the accuracy table with --acc-seeds
+    chosen = every if args.section == "all" else [args.section]
     titles = {
         "preprocess": "1. Preprocessing: reference recipe vs ours",
         "train": "2. Training throughput and accuracy at equal config",
+        "accuracy": "2b. Test accuracy: fixed 200 vs bucketed, more seeds and epochs",
         "scale": "3. Scale: our cold preprocessing and warm load",
     }
     with tempfile.TemporaryDirectory(dir=args.work_dir, prefix="bench-") as tmp:

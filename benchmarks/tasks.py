@@ -189,6 +189,7 @@ def train_ours(
     fixed_padding: bool,
     bucket: bool,
     pack: bool,
+    pool_batches: int = 50,
 ):
     import lightning.pytorch as pl
     import torch
@@ -199,7 +200,10 @@ def train_ours(
 
     warnings.filterwarnings("ignore", ".*does not have many workers.*")
     warnings.filterwarnings("ignore", ".*You defined a `validation_step`.*")
-    dm = _datamodule(data_dir, cache_dir, batch_size, fixed_padding=fixed_padding, bucket=bucket)
+    dm = _datamodule(
+        data_dir, cache_dir, batch_size, fixed_padding=fixed_padding, bucket=bucket,
+        pool_batches=pool_batches,
+    )  # fmt: skip
     torch.manual_seed(seed)
     module = SentimentModule(vocab_size=len(dm.vocab), pack=pack, **model)
 
