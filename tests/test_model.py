@@ -101,3 +101,24 @@ def test_unpacked_bidirectional_equals_packed(rnn_type):
     unpacked.load_state_dict(packed.state_dict())
     ids, lengths = batch_of([12, 3, 7, 1, 9])
     assert torch.allclose(unpacked(ids, lengths), packed(ids, lengths), atol=1e-6)
+
+
+@pytest.mark.parametrize("bidirectional", [False, True])
+def test_padding_and_packing_leave_the_gradients_unchanged(bidirectional):
+    """Training is exact too: wider padding (fixed 200 vs per batch) or packing change neither the
+    loss nor any gradient, so bucketing changes only which reviews share a batch."""
+    torch.manual_seed(0)
+    kw = dict(num_layers=2, bidirectional=bidirectional, dropout=0.0)
+    nets = [LSTMClassifier(50, 8, 8, pack=pack, **kw) for pack in (True, False, False)]
+    for net in nets[1:]:
+        net.load_state_dict(nets[0].state_dict())
+    lengths = [12, 3, 7, 1, 9]
+    inputs = [batch_of(lengths), batch_of(lengths), batch_of(lengths, width=40)]
+    labels = torch.tensor([1.0, 0.0, 1.0, 1.0, 0.0])
+    grads = []
+    for net, (ids, lens) in zip(nets, inputs, strict=True):
+        nn.functional.binary_cross_entropy_with_logits(net(ids, lens), labels).backward()
+        grads.append({name: p.grad for name, p in net.named_parameters()})
+    for other in grads[1:]:
+        for name, grad in grads[0].items():
+            assert torch.allclose(other[name], grad, atol=1e-7), name

@@ -1,0 +1,121 @@
+"""Milliseconds per training step, in one process, interleaved: the raw loop vs our network in
+a plain loop vs our LightningModule under the Trainer, on the same batches (fixed 200 padding).
+
+    python benchmarks/bench_step.py --steps 40 --rounds 3
+
+``benchmarks.run --section train`` times each loop in an interpreter of its own; this script puts
+them in one, so what remains between rows is the loops' own overhead, not process-to-process
+variation (allocator state, CPU placement), which on this machine was up to 10%.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import tempfile
+import time
+import warnings
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from benchmarks.reference_loop import SentimentNet  # noqa: E402
+from benchmarks.run import MODEL, SAMPLE  # noqa: E402
+from benchmarks.tasks import _datamodule, _left_padded  # noqa: E402
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data-dir", type=Path, default=SAMPLE)
+    parser.add_argument("--steps", type=int, default=40)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--threads", type=int, default=1)
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    warnings.filterwarnings("ignore", ".*does not have many workers.*")
+    warnings.filterwarnings("ignore", ".*You defined a `validation_step`.*")
+
+    import lightning.pytorch as pl
+
+    from lstm_sentiment.models.sentiment_module import SentimentModule
+
+    size, steps = args.batch_size, args.steps
+    cache = tempfile.TemporaryDirectory(prefix="bench-step-")  # the Trainer reads it again
+    dm = _datamodule(str(args.data_dir), cache.name, size, fixed_padding=True, bucket=False)
+    features, labels = _left_padded(dm.datasets["train"])
+    x = torch.from_numpy(features[: size * steps])
+    y = torch.from_numpy(labels[: size * steps]).float()
+    batches = [b for _, b in zip(range(steps), dm.train_dataloader(), strict=False)]
+    model = {k: MODEL[k] for k in ("embedding_dim", "hidden_size", "num_layers", "dropout")}
+
+    def raw() -> float:
+        torch.manual_seed(0)
+        net = SentimentNet(len(dm.vocab), MODEL["embedding_dim"], MODEL["hidden_size"])
+        opt, loss_fn = torch.optim.Adam(net.parameters(), MODEL["lr"]), torch.nn.BCEWithLogitsLoss()
+        start = time.perf_counter()
+        for i in range(steps):
+            rows = slice(i * size, (i + 1) * size)
+            net.zero_grad()
+            loss_fn(net(x[rows], net.init_hidden(size)), y[rows]).backward()
+            torch.nn.utils.clip_grad_norm_(net.parameters(), 5.0)
+            opt.step()
+        return (time.perf_counter() - start) / steps
+
+    def ours_plain_loop() -> float:
+        torch.manual_seed(0)
+        net = SentimentModule(vocab_size=len(dm.vocab), pack=False, **model).net
+        opt, loss_fn = torch.optim.Adam(net.parameters(), MODEL["lr"]), torch.nn.BCEWithLogitsLoss()
+        start = time.perf_counter()
+        for batch in batches:
+            net.zero_grad()
+            loss_fn(net(batch["ids"], batch["lengths"]), batch["labels"]).backward()
+            torch.nn.utils.clip_grad_norm_(net.parameters(), 5.0)
+            opt.step()
+        return (time.perf_counter() - start) / steps
+
+    def ours_lightning() -> float:
+        torch.manual_seed(0)
+        module = SentimentModule(vocab_size=len(dm.vocab), pack=False, lr=MODEL["lr"], **model)
+
+        class EpochTimer(pl.Callback):
+            def on_train_epoch_start(self, trainer, pl_module):
+                self.start = time.perf_counter()
+
+            def on_train_epoch_end(self, trainer, pl_module):
+                self.seconds = time.perf_counter() - self.start
+
+        timer = EpochTimer()
+        trainer = pl.Trainer(
+            max_epochs=1, limit_train_batches=steps, limit_val_batches=0, num_sanity_val_steps=0,
+            accelerator="cpu", devices=1, logger=False, enable_checkpointing=False,
+            enable_progress_bar=False, enable_model_summary=False, gradient_clip_val=5.0,
+            callbacks=[timer],
+        )  # fmt: skip
+        trainer.fit(module, datamodule=dm)
+        return timer.seconds / steps
+
+    loops = {
+        "raw loop (left-padded matrix)": raw,
+        "ours, network in a plain loop": ours_plain_loop,
+        "ours, LightningModule + Trainer": ours_lightning,
+    }
+    times: dict[str, list[float]] = {name: [] for name in loops}
+    for _ in range(args.rounds):
+        for name, loop in loops.items():
+            times[name].append(loop())
+    raw_ms = 1e3 * statistics.median(times[next(iter(loops))])
+    print(f"\n{steps} steps of batch {size}, {args.threads} thread(s), median of {args.rounds}:\n")
+    print("| loop | ms/step | per round | vs raw (samples/s) |\n|---|---|---|---|")
+    for name, runs in times.items():
+        ms = 1e3 * statistics.median(runs)
+        rounds = " ".join(f"{1e3 * r:.0f}" for r in runs)
+        print(f"| {name} | {ms:.1f} | {rounds} | {raw_ms / ms:.2f}x |")
+    cache.cleanup()
+
+
+if __name__ == "__main__":
+    main()
