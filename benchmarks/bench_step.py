@@ -24,7 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.reference_loop import SentimentNet  # noqa: E402
 from benchmarks.run import MODEL, SAMPLE  # noqa: E402
-from benchmarks.tasks import _datamodule, _left_padded  # noqa: E402
+from benchmarks.tasks import _datamodule, _left_padded, epoch_timer  # noqa: E402
 
 
 def main() -> None:
@@ -54,7 +54,9 @@ def main() -> None:
 
     def raw() -> float:
         torch.manual_seed(0)
-        net = SentimentNet(len(dm.vocab), MODEL["embedding_dim"], MODEL["hidden_size"])
+        net = SentimentNet(
+            len(dm.vocab), MODEL["embedding_dim"], MODEL["hidden_size"], drop_prob=MODEL["dropout"]
+        )
         opt, loss_fn = torch.optim.Adam(net.parameters(), MODEL["lr"]), torch.nn.BCEWithLogitsLoss()
         start = time.perf_counter()
         for i in range(steps):
@@ -81,14 +83,7 @@ def main() -> None:
         torch.manual_seed(0)
         module = SentimentModule(vocab_size=len(dm.vocab), pack=False, lr=MODEL["lr"], **model)
 
-        class EpochTimer(pl.Callback):
-            def on_train_epoch_start(self, trainer, pl_module):
-                self.start = time.perf_counter()
-
-            def on_train_epoch_end(self, trainer, pl_module):
-                self.seconds = time.perf_counter() - self.start
-
-        timer = EpochTimer()
+        timer = epoch_timer()
         trainer = pl.Trainer(
             max_epochs=1, limit_train_batches=steps, limit_val_batches=0, num_sanity_val_steps=0,
             accelerator="cpu", devices=1, logger=False, enable_checkpointing=False,

@@ -230,11 +230,9 @@ def accuracy_table(args, common: dict) -> str:
     """Test accuracy of the raw loop, ours fixed 200 and ours bucketed (pack=false) over more
     seeds and epochs than the speed rows: two epochs on 8.5k reviews leave a seed-to-seed spread
     of several points. Speed is not measured here, so ``--acc-jobs`` runs may share the cores."""
-    configs = {n: c for n, c in TRAIN_CONFIGS.items() if "pack=true" not in n}
-    if not args.acc_raw:
-        del configs[list(TRAIN_CONFIGS)[0]]
-    del configs[list(TRAIN_CONFIGS)[3]]
-    configs.update(pool_rows(args.acc_pools))
+    raw, fixed_200 = list(TRAIN_CONFIGS)[:2]
+    names = [raw, fixed_200] if args.acc_raw else [fixed_200]
+    configs = {**{n: TRAIN_CONFIGS[n] for n in names}, **pool_rows(args.acc_pools)}
     runs = [(name, seed) for seed in range(args.acc_seeds) for name in configs]
 
     def run(name_seed: tuple[str, int]) -> float:
@@ -249,7 +247,7 @@ def accuracy_table(args, common: dict) -> str:
     accs: dict[str, list[float]] = {name: [] for name in configs}
     for (name, _), acc in zip(runs, results, strict=True):
         accs[name].append(acc)
-    fixed = accs[list(TRAIN_CONFIGS)[1]]
+    fixed = accs[fixed_200]
 
     def paired(a: list[float]) -> str:  # same seed = same initial weights
         diffs = [x - f for x, f in zip(a, fixed, strict=True)]

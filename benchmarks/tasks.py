@@ -178,6 +178,23 @@ def train_raw(
     return {**run, "test_acc": accuracy(net, test_x, test_y), "threads": torch.get_num_threads()}
 
 
+def epoch_timer():
+    """A Lightning callback summing the wall and CPU seconds of the training epochs alone."""
+    import lightning.pytorch as pl
+
+    class EpochTimer(pl.Callback):
+        seconds = cpu_seconds = 0.0
+
+        def on_train_epoch_start(self, trainer, pl_module):
+            self.start, self.cpu = time.perf_counter(), time.process_time()
+
+        def on_train_epoch_end(self, trainer, pl_module):
+            self.seconds += time.perf_counter() - self.start
+            self.cpu_seconds += time.process_time() - self.cpu
+
+    return EpochTimer()
+
+
 def train_ours(
     data_dir: str,
     cache_dir: str,
@@ -207,17 +224,7 @@ def train_ours(
     torch.manual_seed(seed)
     module = SentimentModule(vocab_size=len(dm.vocab), pack=pack, **model)
 
-    class EpochTimer(pl.Callback):
-        seconds = cpu_seconds = 0.0
-
-        def on_train_epoch_start(self, trainer, pl_module):
-            self.start, self.cpu = time.perf_counter(), time.process_time()
-
-        def on_train_epoch_end(self, trainer, pl_module):
-            self.seconds += time.perf_counter() - self.start
-            self.cpu_seconds += time.process_time() - self.cpu
-
-    timer = EpochTimer()
+    timer = epoch_timer()
     trainer = pl.Trainer(
         max_epochs=epochs,
         accelerator="cpu",
