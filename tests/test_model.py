@@ -122,3 +122,30 @@ def test_padding_and_packing_leave_the_gradients_unchanged(bidirectional):
     for other in grads[1:]:
         for name, grad in grads[0].items():
             assert torch.allclose(other[name], grad, atol=1e-7), name
+
+
+def test_train_metrics_are_each_epochs_own():
+    """train/acc, f1 and auroc are computed once per epoch from that epoch's batches and reset."""
+    import lightning.pytorch as pl
+
+    torch.manual_seed(0)
+    batches = []
+    for seed in range(6):
+        ids, lengths = batch_of([5, 3, 7, 1, 4, 6, 2, 8], seed=seed)
+        labels = torch.randint(0, 2, (8,), generator=torch.Generator().manual_seed(seed)).float()
+        batches.append({"ids": ids, "lengths": lengths, "labels": labels})
+    module = SentimentModule(vocab_size=50, embedding_dim=8, hidden_size=8, dropout=0.0, lr=0.0)
+    with torch.no_grad():
+        logits = torch.cat([module(b["ids"], b["lengths"]) for b in batches])
+    labels = torch.cat([b["labels"] for b in batches])
+    expected = ((logits > 0).float() == labels).float().mean()
+
+    trainer = pl.Trainer(
+        max_epochs=2, accelerator="cpu", logger=False, enable_checkpointing=False,
+        enable_progress_bar=False, enable_model_summary=False, limit_val_batches=0,
+    )  # fmt: skip
+    trainer.fit(module, train_dataloaders=torch.utils.data.DataLoader(batches, batch_size=None))
+    logged = trainer.callback_metrics
+    assert {"train/acc", "train/f1", "train/auroc", "train/loss_epoch"} <= set(logged)
+    assert torch.isclose(logged["train/acc"], expected)  # lr=0: the model never changed
+    assert all(metric.update_count == 0 for metric in module.train_metrics.values())
