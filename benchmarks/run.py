@@ -232,6 +232,10 @@ def accuracy_table(args, common: dict) -> str:
     of several points. Speed is not measured here, so ``--acc-jobs`` runs may share the cores."""
     raw, fixed_200 = list(TRAIN_CONFIGS)[:2]
     names = [raw, fixed_200] if args.acc_raw else [fixed_200]
+    if args.acc_bidirectional:
+        if args.acc_raw:
+            raise SystemExit("--acc-bidirectional needs --no-acc-raw (the recipe's net is 1-way)")
+        common = {**common, "model": {**common["model"], "bidirectional": True}}
     configs = {**{n: TRAIN_CONFIGS[n] for n in names}, **pool_rows(args.acc_pools)}
     runs = [(name, seed) for seed in range(args.acc_seeds) for name in configs]
 
@@ -265,7 +269,8 @@ def accuracy_table(args, common: dict) -> str:
     ]
     header = ["training loop", "test acc % (mean ± sd)", "minus fixed 200 (mean ± se)", "per seed"]
     return (
-        f"Test accuracy after {args.acc_epochs} epochs, seeds 0..{args.acc_seeds - 1} (a seed "
+        f"Test accuracy after {args.acc_epochs} epochs, seeds 0..{args.acc_seeds - 1}, "
+        f"{'bidirectional' if args.acc_bidirectional else 'one-directional'} network (a seed "
         f"gives every row the same initial weights; {args.acc_jobs} run(s) at once):\n\n"
         + table(header, rows)
     )
@@ -400,6 +405,12 @@ def main() -> None:
         action=argparse.BooleanOptionalAction,
         default=True,
         help="include the raw loop in the accuracy table",
+    )
+    parser.add_argument(
+        "--acc-bidirectional",
+        action="store_true",
+        help="a bidirectional network for the accuracy table (the project's default shape); "
+        "needs --no-acc-raw (the recipe's network is one-directional)",
     )
     parser.add_argument("--scale-sizes", type=int, nargs="+", default=[100_000, 400_000])
     parser.add_argument("--scale-tokenizer", default="wordpunct")

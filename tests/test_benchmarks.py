@@ -71,7 +71,10 @@ def test_train_section_rows_with_extra_pools(bz2_data_dir, tmp_path):
 @pytest.mark.slow
 def test_accuracy_section_pairs_runs_by_seed(bz2_data_dir, tmp_path):
     args = ["--section", "accuracy", "--acc-seeds", "2", "--acc-epochs", "1"]
-    out = bench(bz2_data_dir, tmp_path, *args, "--acc-pools", "1", "--no-acc-raw")
+    out = bench(
+        bz2_data_dir, tmp_path, *args, "--acc-pools", "1", "--no-acc-raw", "--acc-bidirectional"
+    )
+    assert "bidirectional network" in out
     rows = table_rows(out, "training loop")
     fixed = rows["ours (Lightning), fixed 200, pack=false"]
     pool_1 = rows["ours (Lightning), bucketed (pools of 1 batch), pack=false"]
