@@ -2,6 +2,7 @@
 a plain loop vs our LightningModule under the Trainer, on the same reviews (fixed 200 padding).
 
     python benchmarks/bench_step.py --steps 20 --rounds 15
+    python benchmarks/bench_step.py --steps 100 --rounds 5 --size 4   # the loops' own cost
 
 The raw loop is ``reference_loop.train_loop`` (the recipe's shuffled DataLoader over a left-padded
 int64 matrix) and the Trainer reads our DataModule's loader, each loading its batches as it goes;
@@ -36,6 +37,13 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument(
+        "--size",
+        type=int,
+        default=None,
+        help="embedding and hidden size (default: the training benchmark's); a tiny network "
+        "(--size 4) leaves the loops' own per-step cost, which a real step hides in its noise",
+    )
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     warnings.filterwarnings("ignore", ".*does not have many workers.*")
@@ -51,11 +59,13 @@ def main() -> None:
     features, labels = (a[: size * steps] for a in _left_padded(dm.datasets["train"]))
     batches = [b for _, b in zip(range(steps), dm.train_dataloader(), strict=False)]
     model = {k: MODEL[k] for k in ("embedding_dim", "hidden_size", "num_layers", "dropout")}
+    if args.size:
+        model.update(embedding_dim=args.size, hidden_size=args.size)
 
     def raw() -> float:  # the recipe's loop as the cross-process benchmark runs it
         torch.manual_seed(0)
         net = SentimentNet(
-            len(dm.vocab), MODEL["embedding_dim"], MODEL["hidden_size"], drop_prob=MODEL["dropout"]
+            len(dm.vocab), model["embedding_dim"], model["hidden_size"], drop_prob=model["dropout"]
         )
         run = train_loop(net, features, labels, epochs=1, batch_size=size, lr=MODEL["lr"])
         return run["seconds"] / steps
@@ -96,7 +106,9 @@ def main() -> None:
         for name, loop in loops.items():
             times[name].append(loop())
     raw_runs = times[next(iter(loops))]
-    print(f"\n{steps} steps of batch {size}, {args.threads} thread(s), {args.rounds} rounds:\n")
+    shape = f"embedding {model['embedding_dim']}, hidden {model['hidden_size']}"
+    print(f"\n{steps} steps of batch {size}, {shape}, {args.threads} thread(s), ", end="")
+    print(f"{args.rounds} rounds:\n")
     print("| loop | ms/step (median) | fastest | vs raw (median of per-round ratios) | per round |")
     print("|---|---|---|---|---|")
     for name, runs in times.items():
