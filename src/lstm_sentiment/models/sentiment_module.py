@@ -102,9 +102,9 @@ class SentimentModule(pl.LightningModule):
     def on_train_epoch_end(self) -> None:
         # Computed here, not logged as Metric objects per step: each `self.log` of a metric
         # object walks its state (~2 ms a step on CPU, 1-2% of a training step; see README
-        # Performance). `compute` syncs across DDP ranks itself.
+        # Performance). `compute` already syncs across DDP ranks; sync_dist as for val/acc_best.
         if any(metric.update_count for metric in self.train_metrics.values()):  # 0 batches: none
-            self.log_dict(self.train_metrics.compute())
+            self.log_dict(self.train_metrics.compute(), sync_dist=True)
         self.train_metrics.reset()
 
     def _eval_step(self, batch: dict[str, torch.Tensor], stage: str) -> dict[str, torch.Tensor]:
