@@ -9,7 +9,7 @@ int64 matrix) and the Trainer reads our DataModule's loader, each loading its ba
 the plain loop gets our batches ready-made, so it times our network alone.
 ``benchmarks.run --section train`` times each loop in an interpreter of its own; this script puts
 them in one, so what remains between rows is the loops' own overhead, not process-to-process
-variation (allocator state, CPU placement), which on this machine was up to 10%."""
+variation (on this machine mostly system time spent on page faults), which was up to 10%."""
 
 from __future__ import annotations
 
@@ -18,7 +18,6 @@ import statistics
 import sys
 import tempfile
 import time
-import warnings
 from pathlib import Path
 
 import torch
@@ -27,7 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.reference_loop import SentimentNet, train_loop  # noqa: E402
 from benchmarks.run import MODEL, SAMPLE  # noqa: E402
-from benchmarks.tasks import _datamodule, _left_padded, epoch_timer  # noqa: E402
+from benchmarks.tasks import _datamodule, _left_padded, timed_trainer  # noqa: E402
 
 
 def main() -> None:
@@ -46,10 +45,6 @@ def main() -> None:
     )
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    warnings.filterwarnings("ignore", ".*does not have many workers.*")
-    warnings.filterwarnings("ignore", ".*You defined a `validation_step`.*")
-
-    import lightning.pytorch as pl
 
     from lstm_sentiment.models.sentiment_module import SentimentModule
 
@@ -85,14 +80,7 @@ def main() -> None:
     def ours_lightning() -> float:
         torch.manual_seed(0)
         module = SentimentModule(vocab_size=len(dm.vocab), pack=False, lr=MODEL["lr"], **model)
-
-        timer = epoch_timer()
-        trainer = pl.Trainer(
-            max_epochs=1, limit_train_batches=steps, limit_val_batches=0, num_sanity_val_steps=0,
-            accelerator="cpu", devices=1, logger=False, enable_checkpointing=False,
-            enable_progress_bar=False, enable_model_summary=False, gradient_clip_val=5.0,
-            callbacks=[timer],
-        )  # fmt: skip
+        trainer, timer = timed_trainer(1, limit_train_batches=steps)
         trainer.fit(module, datamodule=dm)
         return timer.seconds / steps
 

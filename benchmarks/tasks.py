@@ -195,6 +195,22 @@ def epoch_timer():
     return EpochTimer()
 
 
+def timed_trainer(epochs: int, **kwargs):
+    """The benchmarks' Trainer (CPU, clip 5, no validation, logging or checkpoints) and the
+    ``epoch_timer`` that times its training epochs."""
+    import lightning.pytorch as pl
+
+    warnings.filterwarnings("ignore", ".*does not have many workers.*")
+    warnings.filterwarnings("ignore", ".*You defined a `validation_step`.*")
+    timer = epoch_timer()
+    trainer = pl.Trainer(
+        max_epochs=epochs, accelerator="cpu", devices=1, logger=False, enable_checkpointing=False,
+        enable_progress_bar=False, enable_model_summary=False, gradient_clip_val=5.0,
+        limit_val_batches=0, num_sanity_val_steps=0, callbacks=[timer], **kwargs,
+    )  # fmt: skip
+    return trainer, timer
+
+
 def train_ours(
     data_dir: str,
     cache_dir: str,
@@ -208,36 +224,19 @@ def train_ours(
     pack: bool,
     pool_batches: int = 50,
 ):
-    import lightning.pytorch as pl
     import torch
 
     torch.set_num_threads(threads)
 
     from lstm_sentiment.models.sentiment_module import SentimentModule
 
-    warnings.filterwarnings("ignore", ".*does not have many workers.*")
-    warnings.filterwarnings("ignore", ".*You defined a `validation_step`.*")
     dm = _datamodule(
         data_dir, cache_dir, batch_size, fixed_padding=fixed_padding, bucket=bucket,
         pool_batches=pool_batches,
     )  # fmt: skip
     torch.manual_seed(seed)
     module = SentimentModule(vocab_size=len(dm.vocab), pack=pack, **model)
-
-    timer = epoch_timer()
-    trainer = pl.Trainer(
-        max_epochs=epochs,
-        accelerator="cpu",
-        devices=1,
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        gradient_clip_val=5.0,
-        limit_val_batches=0,
-        num_sanity_val_steps=0,
-        callbacks=[timer],
-    )
+    trainer, timer = timed_trainer(epochs)
     trainer.fit(module, datamodule=dm)
     train = dm.datasets["train"]
     return {
