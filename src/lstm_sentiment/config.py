@@ -83,6 +83,9 @@ class ModelSchema:
     num_layers: int = 1
     dropout: float = 0.3
     bidirectional: bool = False
+    pooling: str = "last"
+    embedding_dropout: float = 0.0
+    word_dropout: float = 0.0
     pack: bool = True
     cell: str = "torch"
     record_gates: bool = False

@@ -20,19 +20,19 @@ class GateStats(pl.Callback):
         self.sums: dict[str, torch.Tensor] = {}
         self.batches = 0
 
-    def _rnn(self, pl_module):
-        rnn = getattr(getattr(pl_module, "net", None), "rnn", None)
-        return rnn if getattr(rnn, "record_gates", False) else None
+    def _net(self, pl_module):
+        net = getattr(pl_module, "net", None)
+        return net if getattr(net, "record_gates", False) else None
 
     def on_validation_epoch_start(self, trainer, pl_module) -> None:
         self.sums.clear()
         self.batches = 0
 
     def on_validation_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dl_idx=0):
-        rnn = self._rnn(pl_module)
-        if rnn is None or trainer.sanity_checking:
+        net = self._net(pl_module)
+        if net is None or trainer.sanity_checking:
             return
-        for key, value in rnn.gate_stats.items():
+        for key, value in net.gate_stats.items():
             self.sums[key] = self.sums.get(key, 0) + value.detach().float().cpu()
         self.batches += 1
 
