@@ -149,3 +149,75 @@ def test_train_metrics_are_each_epochs_own():
     assert {"train/acc", "train/f1", "train/auroc", "train/loss_epoch"} <= set(logged)
     assert torch.isclose(logged["train/acc"], expected)  # lr=0: the model never changed
     assert all(metric.update_count == 0 for metric in module.train_metrics.values())
+
+
+POOLINGS = ["last", "max", "mean", "attention", "max+mean", "last+max"]
+
+
+@pytest.mark.parametrize("pooling", POOLINGS)
+@pytest.mark.parametrize("bidirectional", [False, True])
+def test_pooled_logit_does_not_depend_on_padding(pooling, bidirectional):
+    torch.manual_seed(0)
+    kw = dict(num_layers=2, bidirectional=bidirectional, pooling=pooling, pack=False)
+    net = LSTMClassifier(50, 8, 8, **kw).eval()
+    ids, lengths = batch_of([4, 9, 1])
+    padded, _ = batch_of([4, 9, 1], width=25)
+    assert torch.allclose(net(ids, lengths), net(padded, lengths), atol=1e-6)
+    # and each review is read on its own: alone, it gets the logit it got in the batch
+    for row in range(3):
+        alone = net(ids[row : row + 1, : lengths[row]], lengths[row : row + 1])
+        assert torch.allclose(alone, net(ids, lengths)[row], atol=1e-6)
+
+
+@pytest.mark.parametrize("pooling", ["max", "mean", "attention", "max+mean+attention"])
+@pytest.mark.parametrize("bidirectional", [False, True])
+def test_token_contributions_add_up_to_the_logit(pooling, bidirectional):
+    torch.manual_seed(0)
+    net = LSTMClassifier(50, 8, 8, bidirectional=bidirectional, pooling=pooling).eval()
+    ids, lengths = batch_of([5, 8, 2])
+    shares = net.token_contributions(ids, lengths)
+    assert shares.shape == ids.shape
+    assert torch.all(shares[0, 5:] == 0) and torch.all(shares[2, 2:] == 0)  # pads own nothing
+    assert torch.allclose(shares.sum(1) + net.fc.bias, net(ids, lengths), atol=1e-5)
+
+
+def test_max_pooling_credits_each_unit_to_the_token_holding_its_maximum():
+    torch.manual_seed(0)
+    net = LSTMClassifier(50, 8, 8, pooling="max").eval()
+    ids, lengths = batch_of([6])
+    states = net.encode(ids, lengths)[0]  # [T, D]
+    owner = states.argmax(0)
+    expected = [float((net.fc.weight[0] * states[t])[owner == t].sum()) for t in range(6)]
+    assert torch.allclose(net.token_contributions(ids, lengths)[0], torch.tensor(expected))
+
+
+@pytest.mark.parametrize("bidirectional", [False, True])
+def test_last_state_contributions_are_what_unknowing_the_token_costs(bidirectional):
+    torch.manual_seed(0)
+    net = LSTMClassifier(50, 8, 8, bidirectional=bidirectional, pooling="last").eval()
+    ids, lengths = batch_of([5, 3])
+    shares = net.token_contributions(ids, lengths)
+    whole = net(ids, lengths)
+    for row, t in [(0, 0), (0, 4), (1, 1)]:
+        occluded = ids.clone()
+        occluded[row, t] = 1  # _UNK
+        expected = whole[row] - net(occluded, lengths)[row]
+        assert torch.allclose(shares[row, t], expected, atol=1e-6)
+
+
+def test_word_dropout_turns_tokens_unknown_in_training_only():
+    torch.manual_seed(0)
+    net = LSTMClassifier(50, 8, 8, pooling="max", word_dropout=1.0, dropout=0.0)
+    ids, lengths = batch_of([5, 3])
+    unknown = torch.where(ids > 0, torch.ones_like(ids), ids)  # every real token -> _UNK
+    net.train()
+    assert torch.allclose(net(ids, lengths), net.eval()(unknown, lengths), atol=1e-6)
+    plain = LSTMClassifier(50, 8, 8, pooling="max", dropout=0.0).eval()
+    plain.load_state_dict(net.state_dict())
+    assert torch.allclose(net.eval()(ids, lengths), plain(ids, lengths))
+
+
+def test_unknown_pooling_fails_clearly():
+    for bad in ["sum", "max+max", ""]:
+        with pytest.raises(ValueError, match="pooling must be one of"):
+            LSTMClassifier(50, pooling=bad)
