@@ -194,3 +194,36 @@ def test_meta_records_what_was_read(data_dir, tmp_path):
     meta = json.loads((folder / "meta.json").read_text())
     assert meta["splits"]["train"]["reviews"] == 300 and meta["splits"]["test"]["reviews"] == 100
     assert meta["spec_key"] == folder.name
+
+
+def test_max_train_reviews_takes_a_seeded_balanced_subset(tmp_path):
+    folder = tmp_path / "data"
+    folder.mkdir()
+    lines = [f"__label__{1 + (i % 3 == 0)} review number {i}: text {i}\n" for i in range(300)]
+    (folder / "train.ft.txt").write_text("".join(lines))  # 100 positive, 200 negative
+    (folder / "test.ft.txt").write_text("".join(lines[:20]))
+
+    def subset(n, seed, cache):
+        spec = CacheSpec(
+            str(folder / "train.ft.txt"),
+            str(folder / "test.ft.txt"),
+            TextPipeline(replace_digits=False),
+            min_freq=1,
+            max_train_reviews=n,
+            sample_seed=seed,
+        )
+        vocab, splits = load_cache(build_cache(spec, tmp_path / cache, workers=1, progress=False))
+        train = splits["train"]
+        numbers = [int(vocab.itos[train.review(i)[2]]) for i in range(len(train))]
+        return numbers, train.labels.tolist()
+
+    numbers, labels = subset(40, 0, "a")
+    assert len(numbers) == 40 and labels.count(1) == 20 and labels.count(0) == 20
+    assert numbers == sorted(numbers)  # file order kept
+    assert all(label == (n % 3 == 0) for n, label in zip(numbers, labels, strict=True))
+    assert subset(40, 0, "b")[0] == numbers  # same seed, same subset (a fresh cache)
+    other = subset(40, 1, "a")[0]  # another seed: another subset, and another cache folder
+    assert other != numbers and len(other) == 40
+    # more than a label holds: all of it, the rest of the other label's half
+    numbers, labels = subset(260, 0, "c")
+    assert labels.count(1) == 100 and labels.count(0) == 130

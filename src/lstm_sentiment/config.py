@@ -53,6 +53,7 @@ class DataSchema:
     max_len: int = 200
     min_freq: int = 2
     max_vocab_size: Optional[int] = None  # noqa: UP045
+    max_train_reviews: Optional[int] = None  # noqa: UP045
     val_source: str = "train"
     val_fraction: float = 0.1
     split_seed: int = 0
@@ -113,6 +114,7 @@ RANGES: dict[str, tuple] = {
     "data.max_len": POSITIVE,
     "data.min_freq": POSITIVE,
     "data.max_vocab_size": POSITIVE_OR_NULL,
+    "data.max_train_reviews": _rule(lambda v: v is None or v >= 2, ">= 2 or null"),
     "data.val_source": one_of("train", "test_half"),
     "data.val_fraction": FRACTION,
     "data.batch_size": POSITIVE,

@@ -36,6 +36,7 @@ from rich.progress import (
 )
 
 from lstm_sentiment.data.reviews import ReadStats, read_reviews
+from lstm_sentiment.data.sampling import balanced_sample
 from lstm_sentiment.data.text import TextPipeline
 from lstm_sentiment.data.vocab import PAD, UNK, UNK_ID, Vocabulary
 
@@ -60,6 +61,8 @@ class CacheSpec:
     min_freq: int = 2
     max_vocab_size: int | None = None
     file_format: str = "auto"
+    max_train_reviews: int | None = None  # a seeded, class-balanced subset of the train file
+    sample_seed: int = 0
 
     def key(self) -> str:
         blob = json.dumps(
@@ -71,6 +74,9 @@ class CacheSpec:
                 "min_freq": self.min_freq,
                 "max_vocab_size": self.max_vocab_size,
                 "file_format": self.file_format,
+                "train_subset": [self.max_train_reviews, self.sample_seed]
+                if self.max_train_reviews
+                else None,
             },
             sort_keys=True,
         )
@@ -249,6 +255,10 @@ def _build_into(tmp: Path, spec: CacheSpec, workers: int, max_bad_fraction: floa
                 task = bar.add_task(f"tokenizing {split} ({workers} proc)", total=None)
                 lengths, labels = [], []
                 records = read_reviews(path, spec.file_format, stats)
+                if split == "train" and spec.max_train_reviews:
+                    records = balanced_sample(
+                        records, spec.max_train_reviews, spec.sample_seed, path
+                    )
                 with open(tmp / f"{split}.raw", "wb") as raw:
                     chunks = _chunks(records, CHUNK_REVIEWS)
                     for (chunk_labels, _), result in _ordered_map(

@@ -55,6 +55,7 @@ class ReviewDataModule(pl.LightningDataModule):
         max_len: int = 200,
         min_freq: int = 2,
         max_vocab_size: int | None = None,
+        max_train_reviews: int | None = None,
         val_source: str = "train",
         val_fraction: float = 0.1,
         split_seed: int = 0,
@@ -78,6 +79,7 @@ class ReviewDataModule(pl.LightningDataModule):
         self.file_format = file_format
         self.pipeline = TextPipeline(lowercase, replace_digits, replace_urls, tokenizer)
         self.max_len, self.min_freq, self.max_vocab_size = max_len, min_freq, max_vocab_size
+        self.max_train_reviews = max_train_reviews
         self.val_source, self.val_fraction, self.split_seed = val_source, val_fraction, split_seed
         self.batch_size = batch_size
         self.eval_batch_size = eval_batch_size or batch_size
@@ -98,6 +100,8 @@ class ReviewDataModule(pl.LightningDataModule):
             min_freq=self.min_freq,
             max_vocab_size=self.max_vocab_size,
             file_format=self.file_format,
+            max_train_reviews=self.max_train_reviews,
+            sample_seed=self.split_seed,
         )
 
     def prepare_data(self) -> None:
