@@ -9,6 +9,7 @@ import torch
 from hydra.utils import instantiate
 from omegaconf import open_dict
 
+from lstm_sentiment.callbacks.time_estimate import TrainingTooLong
 from lstm_sentiment.config import CONFIG_DIR
 from lstm_sentiment.eval import evaluate
 from lstm_sentiment.train import instantiate_all, optimized_value, train
@@ -108,3 +109,16 @@ def test_ddp_sim_trains_on_two_processes_and_syncs_metrics(train_cfg):
     # take the duplicated padding samples of the last uneven batch
     assert 0.0 <= metrics["test/acc"] <= 1.0
     assert Path(trainer.checkpoint_callback.best_model_path).is_file()
+
+
+def test_a_run_over_the_time_budget_stops_early_saying_how_long(train_cfg, caplog):
+    budget = ["callbacks.time_estimate.measure_steps=4", "callbacks.time_estimate.warmup_steps=1"]
+    cfg = train_cfg(*budget, "trainer.max_epochs=50", "callbacks.time_estimate.max_hours=1e-6")
+    with pytest.raises(TrainingTooLong, match=r"training would take about .*max_hours=1e-06"):
+        train(cfg)
+    # within the budget the estimate is logged and training goes on to the end
+    cfg = train_cfg(*budget, "callbacks.time_estimate.max_hours=null", "test=false")
+    with caplog.at_level("INFO"):
+        _, trainer = train(cfg)
+    assert "training time estimate:" in caplog.text
+    assert trainer.current_epoch == cfg.trainer.max_epochs

@@ -13,6 +13,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig
 
 from lstm_sentiment.callbacks.hparams import log_hparams_with_metrics
+from lstm_sentiment.callbacks.time_estimate import TrainingTooLong
 from lstm_sentiment.callbacks.trials import check_one_process_per_trial, write_job_result
 from lstm_sentiment.config import CONFIG_DIR, ConfigValueError, check_ranges
 from lstm_sentiment.data.reviews import ReviewFileError
@@ -63,7 +64,14 @@ def train(cfg: DictConfig) -> tuple[dict[str, float], pl.Trainer]:
 
 
 # Errors whose message says what to fix: shown as one line, since a traceback would bury it.
-USER_ERRORS = (ReviewFileError, ConfigValueError, FloatingPointError, LookupError, EmbeddingsError)
+USER_ERRORS = (
+    ReviewFileError,
+    ConfigValueError,
+    FloatingPointError,
+    LookupError,
+    EmbeddingsError,
+    TrainingTooLong,
+)
 
 
 def exit_on_user_error(error: BaseException) -> None:
