@@ -39,7 +39,7 @@ bench: $(STAMP)
 	$(PY) -m benchmarks.run $(ARGS)
 
 data: $(STAMP)
-	$(PY) -m lstm_sentiment.data.download --dest data $(ARGS)
+	$(PY) -m lstm_sentiment.data.download $(ARGS)
 
 clean:
 	rm -rf logs .cache .pytest_cache .ruff_cache

@@ -25,21 +25,21 @@ from hydra.core.global_hydra import GlobalHydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import open_dict
 
-from lstm_sentiment.config import CONFIG_DIR, PROJECT_ROOT
+from lstm_sentiment.config import CONFIG_DIR
+from lstm_sentiment.data.files import SAMPLE_DIR, find_review_file
 from lstm_sentiment.data.reviews import read_reviews
 from lstm_sentiment.export import ProbabilityModel, export_onnx
 from lstm_sentiment.inference import Predictor, load_predictor
 
-SAMPLE = PROJECT_ROOT.parent / "shared" / "data" / "amazon_polarity_sample"
 BATCH_SIZES = (1, 32, 256)
 
 
 def train_quickly(folder: Path) -> Path:
-    """One epoch of the default model on the shared sample; its best checkpoint."""
+    """One epoch of the default model on the embedded sample; its best checkpoint."""
     from lstm_sentiment.train import train
 
     overrides = [
-        f"paths.data_dir={SAMPLE}",
+        f"paths.data_dir={SAMPLE_DIR}",
         f"paths.cache_dir={folder / 'cache'}",
         f"paths.log_dir={folder / 'logs'}",
         "trainer.max_epochs=1",
@@ -94,7 +94,8 @@ def main() -> None:
         predictor = load_predictor(ckpt, "cpu")
         session = onnx_session(predictor, Path(tmp), args.threads)
         hp = torch.load(ckpt, map_location="cpu", weights_only=True)["hyper_parameters"]
-    texts = [text for _, text in islice(read_reviews(SAMPLE / "test.ft.txt.bz2"), args.reviews)]
+    test_file = find_review_file(SAMPLE_DIR, "test")
+    texts = [text for _, text in islice(read_reviews(test_file), args.reviews)]
 
     def onnx_run(chunk: list[str]):
         batch = predictor.batch(chunk)
@@ -102,7 +103,7 @@ def main() -> None:
         return session.run(None, feeds)[0]
 
     print(
-        f"{len(texts)} reviews of {SAMPLE.name}/test.ft.txt.bz2, {args.threads} thread(s), "
+        f"{len(texts)} reviews of {test_file}, {args.threads} thread(s), "
         f"{hp['rnn_type']} {hp['num_layers']}x{hp['hidden_size']}, embedding "
         f"{hp['embedding_dim']}, vocabulary {len(predictor.vocab):,}, max_len {predictor.max_len}\n"
     )

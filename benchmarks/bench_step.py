@@ -25,13 +25,14 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.reference_loop import SentimentNet, train_loop  # noqa: E402
-from benchmarks.run import MODEL, SAMPLE  # noqa: E402
+from benchmarks.run import MODEL  # noqa: E402
 from benchmarks.tasks import _datamodule, _left_padded, timed_trainer  # noqa: E402
+from lstm_sentiment.data.files import SAMPLE_DIR  # noqa: E402
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data-dir", type=Path, default=SAMPLE)
+    parser.add_argument("--data-dir", type=Path, default=SAMPLE_DIR)
     parser.add_argument("--steps", type=int, default=40)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--batch-size", type=int, default=64)

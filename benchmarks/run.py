@@ -23,9 +23,9 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks.measure import MB, ROOT, measured
+from benchmarks.measure import MB, measured
+from lstm_sentiment.data.files import SAMPLE_DIR, find_review_file
 
-SAMPLE = ROOT.parent / "shared" / "data" / "amazon_polarity_sample"
 MODEL = {"embedding_dim": 64, "hidden_size": 128, "num_layers": 1, "dropout": 0.3, "lr": 3e-3}
 
 
@@ -48,7 +48,7 @@ def load_average() -> str:
 
 
 def preprocess_section(args, work: Path) -> str:
-    train, test = str(args.data_dir / "train.ft.txt.bz2"), str(args.data_dir / "test.ft.txt.bz2")
+    train, test = (str(find_review_file(args.data_dir, split)) for split in ("train", "test"))
     files = {"train_path": train, "test_path": test}
     pipelines = {  # name -> (task, kwargs)
         "reference recipe (word_tokenize, Counter, padded int64)": ("reference_preprocess", {}),
@@ -137,7 +137,7 @@ def pool_rows(pools: list[int]) -> dict:
 def training_inputs(args, work: Path) -> dict:
     """The settings every training row shares, with the token cache they read built once."""
     cache_dir = work / "train-cache"
-    train, test = str(args.data_dir / "train.ft.txt.bz2"), str(args.data_dir / "test.ft.txt.bz2")
+    train, test = (str(find_review_file(args.data_dir, split)) for split in ("train", "test"))
     measured("ours_cold", train_path=train, test_path=test, tokenizer="wordpunct",
              cache_dir=str(cache_dir))  # fmt: skip
     return {
@@ -320,10 +320,14 @@ def scale_section(args, work: Path) -> str:
         n_test = max(n // 9, 1)  # the full set's 3.6M : 400k
         unique = args.scale_unique_words
         input_mb = resample(
-            args.data_dir / "train.ft.txt.bz2", folder / "train.ft.txt", n, 1, 0 if unique else None
+            find_review_file(args.data_dir, "train"),
+            folder / "train.ft.txt",
+            n,
+            1,
+            0 if unique else None,
         )
         input_mb += resample(
-            args.data_dir / "test.ft.txt.bz2",
+            find_review_file(args.data_dir, "test"),
             folder / "test.ft.txt",
             n_test,
             2,
@@ -376,7 +380,7 @@ def main() -> None:
     parser.add_argument(
         "--section", choices=["preprocess", "train", "accuracy", "scale", "all"], default="all"
     )
-    parser.add_argument("--data-dir", type=Path, default=SAMPLE)
+    parser.add_argument("--data-dir", type=Path, default=SAMPLE_DIR)
     parser.add_argument(
         "--workers", type=int, default=None, help="tokenizing processes (all cores)"
     )

@@ -13,9 +13,7 @@ from hydra.core.global_hydra import GlobalHydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, open_dict
 
-from lstm_sentiment.config import CONFIG_DIR, PROJECT_ROOT
-
-SHARED_SAMPLE = PROJECT_ROOT.parent / "shared" / "data" / "amazon_polarity_sample"
+from lstm_sentiment.config import CONFIG_DIR
 
 POSITIVE = "great excellent love wonderful perfect best amazing happy recommend superb".split()
 NEGATIVE = "terrible awful hate broken worst waste poor refund disappointing useless".split()

@@ -11,11 +11,12 @@ import pytest
 from nltk.tokenize import wordpunct_tokenize
 
 from lstm_sentiment.data.datamodule import ReviewDataModule
+from lstm_sentiment.data.files import SAMPLE_DIR, find_review_file
 from lstm_sentiment.data.reviews import ReadStats, ReviewFileError, read_reviews
 from lstm_sentiment.data.text import PUNKT_HELP, TextPipeline, require_punkt
 from lstm_sentiment.data.vocab import PAD_ID, UNK_ID, Vocabulary
 
-from conftest import SHARED_SAMPLE, write_fasttext
+from conftest import write_fasttext
 
 LINES = "__label__2 Great CD: My lovely Pat has one of the GREAT voices.\n__label__1 Bad: broke.\n"
 
@@ -151,11 +152,10 @@ def test_batches_are_padded_to_their_longest_review(tiny_data_dir, tmp_path):
             assert (row[:n] != PAD_ID).all() and (row[n:] == PAD_ID).all()
 
 
-@pytest.mark.skipif(not SHARED_SAMPLE.is_dir(), reason="needs ../shared/data beside the project")
-def test_real_shared_sample_reads_and_encodes(tmp_path):
-    labels = np.array([label for label, _ in read_reviews(SHARED_SAMPLE / "train.ft.txt.bz2")])
+def test_the_embedded_sample_reads_and_encodes(tmp_path):
+    labels = np.array([label for label, _ in read_reviews(find_review_file(SAMPLE_DIR, "train"))])
     assert len(labels) == 9459 and labels.sum() == 4755  # the sample's README counts
-    dm = _datamodule(SHARED_SAMPLE, tmp_path, preprocess_workers=2)
+    dm = _datamodule(SAMPLE_DIR, tmp_path, preprocess_workers=2)
     dm.setup("fit")
     assert len(dm.datasets["test"]) == 1984
     assert 10_000 < len(dm.vocab) < 30_000

@@ -15,6 +15,7 @@ from hydra.core.global_hydra import GlobalHydra
 
 from lstm_sentiment import export as export_cli
 from lstm_sentiment.config import CONFIG_DIR
+from lstm_sentiment.data.files import SAMPLE_DIR, find_review_file
 from lstm_sentiment.data.reviews import read_reviews
 from lstm_sentiment.data.text import TextPipeline
 from lstm_sentiment.data.vocab import Vocabulary
@@ -23,12 +24,9 @@ from lstm_sentiment.inference import load_predictor
 from lstm_sentiment.models.components.lstm import LSTMClassifier
 from lstm_sentiment.models.sentiment_module import SentimentModule
 
-from conftest import SHARED_SAMPLE
-
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
-SAMPLE_TEST = SHARED_SAMPLE / "test.ft.txt.bz2"
-needs_sample = pytest.mark.skipif(not SAMPLE_TEST.is_file(), reason="shared sample not present")
+SAMPLE_TEST = find_review_file(SAMPLE_DIR, "test")
 
 
 def export_cfg(ckpt, *overrides):
@@ -41,7 +39,6 @@ def real_reviews(n: int, skip: int = 0) -> list[str]:
     return [text for _, text in islice(read_reviews(SAMPLE_TEST), skip, skip + n)]
 
 
-@needs_sample
 @pytest.mark.parametrize("fmt", ["onnx", "torchscript"])
 def test_export_agrees_with_pytorch_on_real_reviews(tiny_checkpoint, tmp_path, fmt):
     out = tmp_path / f"model.{fmt}"

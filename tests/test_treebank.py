@@ -8,10 +8,9 @@ import pytest
 from nltk.tokenize import NLTKWordTokenizer
 
 from lstm_sentiment.data import treebank
+from lstm_sentiment.data.files import SAMPLE_DIR, find_review_file
 from lstm_sentiment.data.reviews import read_reviews
 from lstm_sentiment.data.text import TextPipeline, nltk_treebank_tokenize, treebank_tokenize
-
-from conftest import SHARED_SAMPLE
 
 NLTK = NLTKWordTokenizer()
 
@@ -52,8 +51,8 @@ def test_random_strings_tokenize_as_nltk_does():
 
 def sample_reviews(limit: int | None = None) -> list[str]:
     texts = []
-    for name in ("train.ft.txt.bz2", "test.ft.txt.bz2"):
-        texts += [text for _, text in read_reviews(SHARED_SAMPLE / name)][:limit]
+    for split in ("train", "test"):
+        texts += [text for _, text in read_reviews(find_review_file(SAMPLE_DIR, split))][:limit]
     return texts
 
 
@@ -64,13 +63,11 @@ def assert_same_tokens(texts: list[str]) -> None:
             assert treebank_tokenize(version) == nltk_treebank_tokenize(version), version
 
 
-@pytest.mark.skipif(not SHARED_SAMPLE.is_dir(), reason="needs the shared review sample")
 def test_sample_reviews_tokenize_as_nltk_does():
     assert_same_tokens(sample_reviews(limit=300))
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(not SHARED_SAMPLE.is_dir(), reason="needs the shared review sample")
 def test_the_whole_sample_tokenizes_as_nltk_does():
     texts = sample_reviews()
     assert len(texts) == 9_459 + 1_984

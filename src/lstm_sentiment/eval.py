@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 import hydra
 import lightning.pytorch as pl
 import torch
@@ -12,12 +14,15 @@ from lstm_sentiment.config import CONFIG_DIR, check_ranges
 from lstm_sentiment.models.sentiment_module import SentimentModule
 from lstm_sentiment.train import exit_on_user_error, instantiate_all
 
+log = logging.getLogger(__name__)
+
 
 def evaluate(cfg: DictConfig) -> dict[str, float]:
     check_ranges(cfg)
     if cfg.get("seed") is not None:
         pl.seed_everything(cfg.seed, workers=True)
     datamodule = instantiate(cfg.data)
+    log.info("review files: %s and %s", *datamodule.review_files())
     datamodule.prepare_data()
     datamodule.setup("test")
     checkpoint = torch.load(cfg.ckpt_path, map_location="cpu", weights_only=True)

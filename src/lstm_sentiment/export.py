@@ -25,8 +25,8 @@ from omegaconf import DictConfig
 from torch import nn
 
 from lstm_sentiment.config import CONFIG_DIR
-from lstm_sentiment.data.datamodule import TEST_NAMES, find_file
-from lstm_sentiment.data.reviews import ReviewFileError, read_reviews
+from lstm_sentiment.data.files import ReviewFileError, find_review_file
+from lstm_sentiment.data.reviews import read_reviews
 from lstm_sentiment.data.vocab import PAD_ID, UNK_ID
 from lstm_sentiment.inference import InferenceError, Predictor, load_predictor
 from lstm_sentiment.models.components.lstm import LSTMClassifier
@@ -146,7 +146,7 @@ def check_reviews(cfg: DictConfig) -> list[str]:
     path = cfg.get("check_file")
     if not path:
         try:
-            path = find_file(cfg.paths.data_dir, None, TEST_NAMES)
+            path = find_review_file(cfg.paths.data_dir, "test")
         except ReviewFileError:
             log.warning(
                 "no review file found: checking on %d example reviews", len(FALLBACK_REVIEWS)

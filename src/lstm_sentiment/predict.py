@@ -25,7 +25,8 @@ import torch
 from omegaconf import DictConfig
 
 from lstm_sentiment.config import CONFIG_DIR
-from lstm_sentiment.data.reviews import ReadStats, ReviewFileError, open_binary, read_reviews
+from lstm_sentiment.data.files import ReviewFileError
+from lstm_sentiment.data.reviews import ReadStats, open_binary, read_reviews
 from lstm_sentiment.data.vocab import UNK_ID
 from lstm_sentiment.inference import InferenceError, InputError, Predictor, load_predictor
 

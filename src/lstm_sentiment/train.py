@@ -16,7 +16,7 @@ from lstm_sentiment.callbacks.hparams import log_hparams_with_metrics
 from lstm_sentiment.callbacks.time_estimate import TrainingTooLong
 from lstm_sentiment.callbacks.trials import check_one_process_per_trial, write_job_result
 from lstm_sentiment.config import CONFIG_DIR, ConfigValueError, check_ranges
-from lstm_sentiment.data.reviews import ReviewFileError
+from lstm_sentiment.data.files import ReviewFileError
 from lstm_sentiment.models.components.embeddings import EmbeddingsError, init_embeddings
 
 log = logging.getLogger(__name__)
@@ -35,6 +35,7 @@ def train(cfg: DictConfig) -> tuple[dict[str, float], pl.Trainer]:
     if cfg.get("seed") is not None:
         pl.seed_everything(cfg.seed, workers=True)
     datamodule = instantiate(cfg.data)
+    log.info("review files: %s and %s", *datamodule.review_files())
     # tokenize + cache now: the model's embedding table needs the vocabulary's size
     datamodule.prepare_data()
     model = instantiate(cfg.model, vocab_size=datamodule.vocab_size)

@@ -11,26 +11,11 @@ from torch.utils.data import DataLoader
 
 from lstm_sentiment.data.batching import BucketBatchSampler, FixedLengthCollate, ReviewDataset
 from lstm_sentiment.data.cache import CacheError, CacheSpec, build_cache, load_cache
-from lstm_sentiment.data.reviews import HOW_TO_GET_DATA, ReviewFileError
+from lstm_sentiment.data.files import find_review_file
 from lstm_sentiment.data.text import TextPipeline
 from lstm_sentiment.data.vocab import Vocabulary
 
-# Looked for in this order when a file name is not given: the Kaggle fastText copy, then the CSV
-# copy that `make data` downloads.
-TRAIN_NAMES = ("train.ft.txt.bz2", "train.ft.txt", "train.ft.txt.gz", "train.csv", "train.csv.gz")
-TEST_NAMES = ("test.ft.txt.bz2", "test.ft.txt", "test.ft.txt.gz", "test.csv", "test.csv.gz")
 VAL_SOURCES = ("train", "test_half")
-
-
-def find_file(data_dir: str | Path, name: str | None, candidates: tuple[str, ...]) -> str:
-    folder = Path(data_dir)
-    names = (name,) if name else candidates
-    for candidate in names:
-        if (folder / candidate).is_file():
-            return str(folder / candidate)
-    raise ReviewFileError(
-        f"no review file {' or '.join(names)} in {folder.resolve()}. {HOW_TO_GET_DATA}"
-    )
 
 
 class ReviewDataModule(pl.LightningDataModule):
@@ -91,10 +76,18 @@ class ReviewDataModule(pl.LightningDataModule):
 
     # -- cache ------------------------------------------------------------------------------
 
+    def review_files(self) -> tuple[Path, Path]:
+        """The train and test files this module reads."""
+        return (
+            find_review_file(self.data_dir, "train", self.train_file),
+            find_review_file(self.data_dir, "test", self.test_file),
+        )
+
     def spec(self) -> CacheSpec:
+        train_path, test_path = self.review_files()
         return CacheSpec(
-            train_path=find_file(self.data_dir, self.train_file, TRAIN_NAMES),
-            test_path=find_file(self.data_dir, self.test_file, TEST_NAMES),
+            train_path=str(train_path),
+            test_path=str(test_path),
             pipeline=self.pipeline,
             max_len=self.max_len,
             min_freq=self.min_freq,

@@ -3,8 +3,9 @@
     python -m lstm_sentiment.data.download [--dest DIR] [--url URL] [--sha256 HEX | --md5 HEX]
                                            [--force]
 
-The result is ``DIR/amazon_review_polarity_csv/{train,test}.csv`` (Xiang Zhang's CSV form,
-``"label","title","text"`` rows). Running it again does nothing once those files exist.
+The result is ``train.csv`` and ``test.csv`` (Xiang Zhang's CSV form, ``"label","title","text"``
+rows) in the folder training looks in (``files.FULL_SET_DIR``; with ``--dest DIR``, a folder of
+that name in DIR). Running it again does nothing once those files exist.
 """
 
 from __future__ import annotations
@@ -33,6 +34,8 @@ from rich.progress import (
     TransferSpeedColumn,
 )
 
+from lstm_sentiment.data.files import DOWNLOAD_DIR, FULL_SET_DIR
+
 DEFAULT_URL = "https://s3.amazonaws.com/fast-ai-nlp/amazon_review_polarity_csv.tgz"
 # Whole-file sha256 and size published for exactly this URL by Hugging Face `datasets`
 # (datasets/amazon_polarity/dataset_infos.json, "download_checksums"); FastAI.jl's dataset
@@ -40,8 +43,7 @@ DEFAULT_URL = "https://s3.amazonaws.com/fast-ai-nlp/amazon_review_polarity_csv.t
 # only the first MiB of the file, so it cannot be checked against a whole-file md5.
 DEFAULT_SHA256 = "d2a3ee7a214497a5d1b8eaed7c8d7ba2737de00ada3b0ec46243983efa100361"
 DEFAULT_SIZE = 688_339_454
-DEFAULT_DEST = Path("data/amazon_polarity")
-EXTRACTED = "amazon_review_polarity_csv"
+EXTRACTED = FULL_SET_DIR.name  # the folder the archive unpacks to, inside --dest
 SPLITS = ("train.csv", "test.csv")
 CHUNK = 1 << 20
 TIMEOUT_S = 60  # per socket operation, not for the whole (~650 MiB) transfer
@@ -53,7 +55,7 @@ class DownloadError(RuntimeError):
 
 
 def download_dataset(
-    dest: Path = DEFAULT_DEST,
+    dest: Path = DOWNLOAD_DIR,
     url: str = DEFAULT_URL,
     md5: str | None = None,
     sha256: str | None = None,
@@ -237,7 +239,9 @@ def main(argv: list[str] | None = None) -> int:
         prog="python -m lstm_sentiment.data.download",
         description="Download and unpack the full Amazon Review Polarity data set.",
     )
-    parser.add_argument("--dest", type=Path, default=DEFAULT_DEST, help="folder to put it in")
+    parser.add_argument(
+        "--dest", type=Path, default=DOWNLOAD_DIR, help=f"folder to put it in ({DOWNLOAD_DIR})"
+    )
     parser.add_argument("--url", default=DEFAULT_URL, help="where to download the .tgz from")
     digests = parser.add_mutually_exclusive_group()
     digests.add_argument("--sha256", help="expected whole-file sha256 of the archive")

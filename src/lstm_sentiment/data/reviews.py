@@ -19,18 +19,12 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from lstm_sentiment.data.files import HOW_TO_GET_DATA, ReviewFileError
+
 FASTTEXT_LABELS = {"__label__1": 0, "__label__2": 1}
 CSV_LABELS = {"1": 0, "2": 1}
 # Real reviews are under ~1,000 characters; a multi-megabyte "line" is a broken file, not a review.
 MAX_REVIEW_CHARS = 100_000
-HOW_TO_GET_DATA = (
-    "Get the data with `make data` (downloads the full set), or point the project at a folder "
-    "holding train/test files with `data.data_dir=DIR` or the REVIEWS_DIR environment variable."
-)
-
-
-class ReviewFileError(ValueError):
-    """A review file that cannot be used: missing, empty, corrupt, or too many bad lines."""
 
 
 @dataclass
