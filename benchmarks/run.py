@@ -26,6 +26,7 @@ machine may be shared: compare rows of one run, and re-run when ``uptime`` shows
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import os
 import shlex
 import shutil
@@ -425,6 +426,10 @@ def wall(seconds: list[float]) -> str:
 def peer_section(args, work: Path) -> str:
     if args.peer_seeds < 2:
         raise SystemExit("--section peer needs --peer-seeds 2 or more (a spread needs two)")
+    if importlib.util.find_spec("fasttext") is None:
+        raise SystemExit(
+            "--section peer needs fastText: pip install -e '.[bench]' (or make install)"
+        )
     load_before = load_average()
     # what every run of ours gets besides its seed and output folder: the data and a token cache
     # of this benchmark's own (built once by peer_data, then found by each run)
