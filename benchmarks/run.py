@@ -1,10 +1,23 @@
-"""`make bench`: preprocessing, training and scale benchmarks on the same reviews, as tables.
+"""`make bench`: preprocessing, training, scale and fastText-peer benchmarks, as tables.
 
     python -m benchmarks.run                                  # all sections, a few minutes
     python -m benchmarks.run --section preprocess             # or train, or scale
     python -m benchmarks.run --section scale --scale-sizes 100000 400000 3600000   # the full set
     python -m benchmarks.run --rounds 3                       # median of 3 interleaved rounds
     python -m benchmarks.run --section accuracy --acc-seeds 8 --acc-jobs 2   # fixed vs bucketed
+    python -m benchmarks.run --section peer                   # ours vs fastText, ~5 make trains
+
+The peer section (``make bench ARGS="--section peer"``; not part of the default run, as it trains
+the default model once per seed) sets our default training run beside fastText with word bigrams
+(PyPI ``fasttext-numpy2-wheel``, in the ``bench`` and ``dev`` extras), on one split: fastText
+trains on exactly the training reviews our DataModule keeps (the train file less its validation
+reviews), and again on the whole train file, with the reference settings (wordNgrams 2, dim 50,
+lr 0.5, 10 epochs; text lowercased, digits to 0) on one thread (deterministic). Ours is
+``python -m lstm_sentiment.train seed=S`` with the default config, whatever it is, one run at a
+time (``--peer-jobs N``: N at once, but then a wall time is not a lone run's). All are tested on
+the same test reviews, seeds 1..``--peer-seeds``; the table gives test accuracy (mean ± sd, per
+seed) and wall time per run. ``--peer-overrides "trainer.max_epochs=1 model.hidden_size=8"``
+shrinks our runs (for tests).
 
 Every pipeline runs in a fresh interpreter (``measure.py``) so its peak memory is its own. The
 machine may be shared: compare rows of one run, and re-run when ``uptime`` shows a high load.
@@ -13,9 +26,13 @@ machine may be shared: compare rows of one run, and re-run when ``uptime`` shows
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import os
+import shlex
 import shutil
 import statistics
+import subprocess
+import sys
 import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -375,10 +392,139 @@ def scale_section(args, work: Path) -> str:
     return table(header, rows) + "\n\n" + "\n".join(notes)
 
 
+# ---------------------------------------------------------------------------------------------
+# 4. the peer: fastText beside our default training run
+
+# The sample README's reference settings (its 87.0%). One thread: fastText's Hogwild threads
+# make two runs of one seed differ; on one thread they agree (the section checks).
+FASTTEXT = {"wordNgrams": 2, "dim": 50, "lr": 0.5, "epoch": 10, "thread": 1}
+
+
+def train_default(overrides: list[str], seed: int, out_dir: Path) -> dict:
+    """``make train`` (``python -m lstm_sentiment.train``) with ``seed`` and an output folder:
+    its wall time and the test accuracy its metrics.json records."""
+    from lstm_sentiment.callbacks.trials import read_job_result
+
+    cmd = [sys.executable, "-m", "lstm_sentiment.train", f"seed={seed}"]
+    cmd += [f"hydra.run.dir={out_dir}", *overrides]
+    out_dir.mkdir(parents=True)
+    log = out_dir / "stdout.log"
+    start = time.perf_counter()
+    with open(log, "wb") as f:
+        done = subprocess.run(cmd, cwd=ROOT, stdout=f, stderr=subprocess.STDOUT)
+    seconds = time.perf_counter() - start
+    result = read_job_result(out_dir)
+    if done.returncode or result["status"] != "ok":
+        tail = log.read_text(errors="replace")[-3000:]
+        raise RuntimeError(f"`{shlex.join(cmd)}` failed (exit {done.returncode}):\n{tail}")
+    return {"seconds": seconds, "test_acc": result["metrics"]["test/acc"]}
+
+
+def wall(seconds: list[float]) -> str:
+    mean, low, high = statistics.mean(seconds), min(seconds), max(seconds)
+    if mean < 100:
+        return f"{mean:.1f} s ({low:.1f}-{high:.1f})"
+    return f"{mean / 60:.1f} min ({low / 60:.1f}-{high / 60:.1f})"
+
+
+def peer_section(args, work: Path) -> str:
+    if args.peer_seeds < 2:
+        raise SystemExit("--section peer needs --peer-seeds 2 or more (a spread needs two)")
+    if importlib.util.find_spec("fasttext") is None:
+        raise SystemExit(
+            "--section peer needs fastText: pip install -e '.[bench]' (or make install)"
+        )
+    load_before = load_average()
+    # what every run of ours gets besides its seed and output folder: the data and a token cache
+    # of this benchmark's own (built once by peer_data, then found by each run)
+    overrides = [f"data.data_dir={args.data_dir.resolve()}", f"paths.cache_dir={work / 'cache'}"]
+    overrides += shlex.split(args.peer_overrides)
+    data = measured("peer_data", overrides=overrides, out_dir=str(work / "peer-data"))
+    # seeds from 1: fastText seeds a std::minstd_rand, which takes seed 0 as 1 (same model)
+    sizes, seeds = data["sizes"], list(range(1, args.peer_seeds + 1))
+
+    runs: dict[str, list[dict]] = {}
+    for name, train_file in (
+        (f"fastText bigrams, our {sizes['train_ours']:,} training reviews", data["train_ours"]),
+        (f"fastText bigrams, whole train file ({sizes['train_all']:,} reviews)", data["train_all"]),
+    ):
+        runs[name] = []
+        for seed in seeds:
+            run = measured("fasttext_run", train_path=train_file, test_path=data["test"],
+                           seed=seed, params=FASTTEXT)  # fmt: skip
+            print(f"  seed {seed}: {100 * run['test_acc']:.2f}%  {name}", flush=True)
+            runs[name].append(run)
+    first = next(iter(runs.values()))[0]
+    again = measured("fasttext_run", train_path=data["train_ours"], test_path=data["test"],
+                     seed=seeds[0], params=FASTTEXT)  # fmt: skip
+    repeatable = again["predictions_crc"] == first["predictions_crc"]
+
+    ours_name = f"ours: `make train` default ({sizes['train_ours']:,} training reviews)"
+
+    def ours(seed: int) -> dict:
+        run = train_default(overrides, seed, work / "peer-ours" / f"seed-{seed}")
+        print(f"  seed {seed}: {100 * run['test_acc']:.2f}%  {ours_name}", flush=True)
+        return run
+
+    with ThreadPoolExecutor(args.peer_jobs) as pool:  # each run is a process of its own
+        runs[ours_name] = list(pool.map(ours, seeds))
+
+    rows = []
+    for name, name_runs in runs.items():
+        accs = [100 * r["test_acc"] for r in name_runs]
+        rows.append(
+            [
+                name,
+                f"{statistics.mean(accs):.2f} ± {statistics.stdev(accs):.2f}",
+                " ".join(f"{a:.2f}" for a in accs),
+                wall([r["seconds"] for r in name_runs]),
+            ]
+        )
+    header = ["model", "test acc % (mean ± sd)", f"per seed ({seeds[0]}..{seeds[-1]})",
+              "wall time per run, mean (min-max)"]  # fmt: skip
+    model = ", ".join(f"{k}={v}" for k, v in data["model"].items() if k != "_target_")
+    settings = " ".join(f"{k} {v}" for k, v in FASTTEXT.items())
+    notes = [
+        f"Data: {args.data_dir} (train + test files). Split: our DataModule's, read from it: "
+        f"{sizes['train_ours']:,} training + {sizes['val']:,} validation reviews of the train "
+        f"file's {sizes['train_all']:,}; every row is tested on the same {sizes['test']:,} test "
+        "reviews.",
+        f"fastText: {settings}, seeds as shown; text "
+        "lowercased, digits to 0, `\\w+|[^\\w\\s]` tokens. Wall time: training + predicting "
+        f"the test file (cleaning the text files beforehand: {data['fasttext_prepare_seconds']:.1f}"
+        f" s). Seed {seeds[0]} trained twice: "
+        + (
+            f"identical predictions on all {sizes['test']:,} test reviews (deterministic)."
+            if repeatable
+            else "the predictions differed (not deterministic)."
+        ),
+        f"Ours: `python -m lstm_sentiment.train seed=S hydra.run.dir=<tmp> "
+        f"{shlex.join(overrides[:1])} paths.cache_dir=<tmp>"
+        + (f" {args.peer_overrides}" if args.peer_overrides else "")
+        + f"`: the default config{' with those overrides' if args.peer_overrides else ''} "
+        f"(max_epochs {data['max_epochs']}; model: {model}); test "
+        "accuracy from its metrics.json (test/acc, the best epoch by validation accuracy). Wall "
+        "time: the whole process (start, imports, training, test) on a token cache built "
+        f"beforehand (tokenizing: {data['tokenize_seconds']:.1f} s, once).",
+        f"Threads: fastText {FASTTEXT['thread']}; ours torch's default, "
+        f"{data['torch_threads']} (the cores). {args.peer_jobs} run(s) of ours at a time"
+        + (
+            "."
+            if args.peer_jobs == 1
+            else ": they shared the cores, so their wall times are not a lone run's (only "
+            "--peer-jobs 1 times are honest on 2 cores)."
+        )
+        + f" {load_before} at the start, {load_average()} at the end.",
+    ]
+    return table(header, rows) + "\n\n" + "\n".join(notes)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
-        "--section", choices=["preprocess", "train", "accuracy", "scale", "all"], default="all"
+        "--section",
+        choices=["preprocess", "train", "accuracy", "scale", "peer", "all"],
+        default="all",
     )
     parser.add_argument("--data-dir", type=Path, default=SAMPLE_DIR)
     parser.add_argument(
@@ -423,6 +569,20 @@ def main() -> None:
         action="store_true",
         help="give every resampled review a made-up word of its own (a vocabulary-memory stress)",
     )
+    parser.add_argument(
+        "--peer-seeds", type=int, default=5, help="seeds 1..N of each peer row (fastText, ours)"
+    )
+    parser.add_argument(
+        "--peer-jobs",
+        type=int,
+        default=1,
+        help="training runs of ours at once (1: only then are their wall times a lone run's)",
+    )
+    parser.add_argument(
+        "--peer-overrides",
+        default="",
+        help="Hydra overrides for every run of ours and its split, e.g. 'trainer.max_epochs=1'",
+    )
     parser.add_argument("--work-dir", type=Path, default=None, help="for inputs and caches (tmp)")
     args = parser.parse_args()
     sections = {
@@ -430,14 +590,18 @@ def main() -> None:
         "train": train_section,
         "accuracy": accuracy_section,
         "scale": scale_section,
+        "peer": peer_section,
     }
-    every = ["preprocess", "train", "scale"]  # "train" holds the accuracy table with --acc-seeds
+    # "train" holds the accuracy table with --acc-seeds; "peer" runs on its own (5 default
+    # training runs: most of an hour)
+    every = ["preprocess", "train", "scale"]
     chosen = every if args.section == "all" else [args.section]
     titles = {
         "preprocess": "1. Preprocessing: reference recipe vs ours",
         "train": "2. Training throughput and accuracy at equal config",
         "accuracy": "2b. Test accuracy: fixed 200 vs bucketed, more seeds and epochs",
         "scale": "3. Scale: our cold preprocessing and warm load",
+        "peer": "4. The peer: fastText with word bigrams vs our default `make train`",
     }
     with tempfile.TemporaryDirectory(dir=args.work_dir, prefix="bench-") as tmp:
         for name in chosen:

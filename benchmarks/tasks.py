@@ -292,3 +292,96 @@ def pack_vs_mask(widths: list[int], model: dict, threads: int, batch_size: int, 
         out[str(width)] = {"pack": statistics.median(times[True]),
                            "mask": statistics.median(times[False])}  # fmt: skip
     return out
+
+
+# ---------------------------------------------------------------------------------------------
+# the peer: fastText on the reviews our default training run uses
+
+FASTTEXT_TOKEN = r"\w+|[^\w\s]"  # the sample README's reference tokens (one character of punct.)
+
+
+def fasttext_line(label: int, text: str) -> str:
+    """``__label__<0|1> tokens``: the sample README's reference cleaning (lowercase, each digit
+    to 0, ``\\w+|[^\\w\\s]`` tokens joined by spaces)."""
+    import re
+
+    tokens = re.findall(FASTTEXT_TOKEN, re.sub(r"\d", "0", text.lower()))
+    return f"__label__{label} {' '.join(tokens)}\n"
+
+
+def peer_data(overrides: list[str], out_dir: str) -> dict:
+    """Our default config's split, written as fastText training and test files.
+
+    Composes ``train.yaml`` with ``overrides`` (what every training run of the section gets,
+    less its seed and output folder), builds its DataModule's token cache (the runs then find it)
+    and asks that DataModule for its split: fastText trains on the training file's reviews at
+    ``datasets["train"].indices`` (the file minus the validation reviews held out) or on every
+    review, and is tested at ``datasets["test"].indices``. The review file is read with the
+    project's reader, so index ``i`` is the cache's review ``i``; labels are checked to match.
+    """
+    import torch
+    from hydra import compose, initialize_config_dir
+    from hydra.utils import instantiate
+    from omegaconf import OmegaConf
+
+    from lstm_sentiment.config import CONFIG_DIR
+    from lstm_sentiment.data.reviews import read_reviews
+
+    with initialize_config_dir(version_base="1.3", config_dir=CONFIG_DIR):
+        cfg = compose("train", overrides=overrides)
+    dm = instantiate(cfg.data)
+    start = time.perf_counter()
+    dm.prepare_data()
+    tokenize_seconds = time.perf_counter() - start
+    dm.setup("fit")
+    spec = dm.spec()
+
+    out, files, sizes = Path(out_dir), {}, {}
+    out.mkdir(parents=True, exist_ok=True)
+    start = time.perf_counter()
+    for name, path, dataset in (
+        ("train_ours", spec.train_path, dm.datasets["train"]),
+        ("train_all", spec.train_path, None),
+        ("test", spec.test_path, dm.datasets["test"]),
+    ):
+        records = list(read_reviews(path, spec.file_format))
+        if dataset is not None:
+            labels = [label for label, _ in records]
+            if len(records) != len(dataset.split) or labels != dataset.split.labels.tolist():
+                raise AssertionError(f"{path}: the reviews read do not line up with the cache's")
+            records = [records[i] for i in dataset.indices]
+        files[name] = str(out / f"{name}.txt")
+        with open(files[name], "w", encoding="utf-8") as f:
+            f.writelines(fasttext_line(label, text) for label, text in records)
+        sizes[name] = len(records)
+    return {
+        **files,
+        "sizes": {**sizes, "val": len(dm.datasets["val"])},
+        "tokenize_seconds": tokenize_seconds,
+        "fasttext_prepare_seconds": time.perf_counter() - start,
+        "torch_threads": torch.get_num_threads(),
+        "max_epochs": cfg.trainer.max_epochs,
+        "model": {
+            k: v
+            for k, v in OmegaConf.to_container(cfg.model, resolve=True).items()
+            if not isinstance(v, dict | list)
+        },
+    }
+
+
+def fasttext_run(train_path: str, test_path: str, seed: int, params: dict) -> dict:
+    """Train fastText's supervised classifier, then predict the test file: timed together."""
+    import fasttext
+
+    with open(test_path, encoding="utf-8") as f:
+        labels, texts = zip(*(line.rstrip("\n").split(" ", 1) for line in f), strict=True)
+    start = time.perf_counter()
+    model = fasttext.train_supervised(train_path, seed=seed, verbose=0, **params)
+    predicted = [p[0] for p in model.predict(list(texts), k=1)[0]]
+    seconds = time.perf_counter() - start
+    right = sum(p == y for p, y in zip(predicted, labels, strict=True))
+    return {
+        "seconds": seconds,
+        "test_acc": right / len(labels),
+        "predictions_crc": _crc(predicted),
+    }

@@ -4,11 +4,17 @@ from __future__ import annotations
 
 import bz2
 import re
+import statistics
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from hydra.utils import instantiate
+
+from benchmarks.tasks import fasttext_line, peer_data
+
+from conftest import compose_config
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -86,3 +92,62 @@ def test_accuracy_section_pairs_runs_by_seed(bz2_data_dir, tmp_path):
     # pools of one batch are fixed 200's shuffled batches, padded only to their longest review:
     # padding leaves every gradient unchanged, so the runs differ by float rounding alone
     assert abs(number(pool_1[1])) <= 2.0
+
+
+def test_fasttext_line_is_the_reference_cleaning():
+    line = fasttext_line(1, "Great value: 5 STARS!! Would buy again...")
+    assert line == "__label__1 great value : 0 stars ! ! would buy again . . .\n"
+
+
+def test_peer_data_is_our_datamodules_split(tiny_data_dir, tmp_path):
+    """fastText's files hold exactly the reviews our DataModule trains and tests on, indexed by
+    review, not by file line (a skipped bad line shifts the two apart)."""
+    data = tmp_path / "reviews"
+    data.mkdir()
+    train_lines = (tiny_data_dir / "train.ft.txt").read_text().splitlines(keepends=True)
+    train_lines.insert(7, "__label__3 a review with a label that does not exist\n")
+    (data / "train.ft.txt").write_text("".join(train_lines))
+    test_lines = (tiny_data_dir / "test.ft.txt").read_text().splitlines(keepends=True)
+    (data / "test.ft.txt").write_text("".join(test_lines))
+    cfg = compose_config("train", tmp_path, data)
+    dm = instantiate(cfg.data)
+    dm.setup("fit")
+
+    out = peer_data(
+        overrides=[f"data.data_dir={data}", f"paths.cache_dir={tmp_path / 'peer-cache'}",
+                   "data.preprocess_workers=1", "data.progress=false"],
+        out_dir=str(tmp_path / "fasttext"),
+    )  # fmt: skip
+
+    def as_fasttext(lines: list[str]) -> str:
+        labels = {"__label__1": 0, "__label__2": 1}
+        records = [line.rstrip("\n").split(" ", 1) for line in lines]
+        return "".join(fasttext_line(labels[lab], text) for lab, text in records if lab in labels)
+
+    reviews = [line for line in train_lines if not line.startswith("__label__3")]
+    train = [reviews[i] for i in dm.datasets["train"].indices]
+    assert Path(out["train_ours"]).read_text() == as_fasttext(train)
+    assert Path(out["train_all"]).read_text() == as_fasttext(reviews)
+    assert Path(out["test"]).read_text() == as_fasttext(test_lines)
+    assert out["sizes"] == {"train_ours": 540, "val": 60, "train_all": 600, "test": 200}
+
+
+@pytest.mark.slow
+def test_peer_section_sets_fasttext_beside_our_default_runs(bz2_data_dir, tmp_path):
+    overrides = "trainer.max_epochs=1 model.hidden_size=8 data.preprocess_workers=1"
+    args = ["--section", "peer", "--peer-seeds", "2", "--peer-overrides", overrides]
+    out = bench(bz2_data_dir, tmp_path, *args)
+    rows = table_rows(out, "model")
+    assert list(rows)[:2] == [
+        "fastText bigrams, our 540 training reviews",  # 600 less the 10% held out
+        "fastText bigrams, whole train file (600 reviews)",
+    ]
+    assert len(rows) == 3 and list(rows)[2].startswith("ours: `make train` default")
+    for name, (mean_sd, per_seed, wall) in rows.items():
+        accs = [float(x) for x in per_seed.split()]
+        assert len(accs) == 2, name
+        assert all(0 <= a / 100 <= 1 for a in accs), name
+        assert number(mean_sd) == pytest.approx(statistics.mean(accs), abs=0.006), name
+        assert number(wall) > 0, name
+    assert "Seed 1 trained twice: identical predictions on all 200 test reviews" in out
+    assert "max_epochs 1; model: " in out and "hidden_size=8," in out
