@@ -70,10 +70,16 @@ def ours_on_reference_text(train_path: str, test_path: str) -> dict:
 
 
 def _spec(train_path: str, test_path: str, tokenizer: str):
+    """The recipe's preprocessing (lowercase, digits -> 0, URLs, max_len 200, min count 2) with
+    our tokenizer, fixed here so that rows compare across versions of the project's defaults."""
     from lstm_sentiment.data.cache import CacheSpec
+    from lstm_sentiment.data.encoder import TextEncoder
     from lstm_sentiment.data.text import TextPipeline
 
-    return CacheSpec(train_path, test_path, TextPipeline(tokenizer=tokenizer))
+    pipeline = TextPipeline(lowercase=True, replace_digits=True, replace_urls=True,
+                            tokenizer=tokenizer)  # fmt: skip
+    return CacheSpec(train_path, test_path, TextEncoder(pipeline, max_len=200), min_freq=2,
+                     max_vocab_size=None, file_format="auto")  # fmt: skip
 
 
 def ours_cold(
@@ -84,7 +90,7 @@ def ours_cold(
 
     spec = _spec(train_path, test_path, tokenizer)
     start, cpu = time.perf_counter(), _cpu_seconds()
-    folder = build_cache(spec, cache_dir, workers=workers, progress=False)
+    folder = build_cache(spec, cache_dir, workers, max_bad_fraction=1.0, progress=False)
     seconds = time.perf_counter() - start
     meta = json.loads((folder / "meta.json").read_text())
     return {
@@ -108,7 +114,7 @@ def ours_warm(train_path: str, test_path: str, tokenizer: str, cache_dir: str) -
     cache._build_into = no_rebuild
     spec = _spec(train_path, test_path, tokenizer)
     start, cpu = time.perf_counter(), _cpu_seconds()
-    folder = cache.build_cache(spec, cache_dir, progress=False)
+    folder = cache.build_cache(spec, cache_dir, None, max_bad_fraction=1.0, progress=False)
     vocab, splits = cache.load_cache(folder)
     seconds = time.perf_counter() - start
     return {
@@ -124,18 +130,14 @@ def ours_warm(train_path: str, test_path: str, tokenizer: str, cache_dir: str) -
 
 
 def _datamodule(data_dir: str, cache_dir: str, batch_size: int, **kwargs):
+    """The data config's defaults with the recipe's max_len 200 and ``kwargs``."""
+    from lstm_sentiment.config import yaml_settings
     from lstm_sentiment.data.datamodule import ReviewDataModule
 
-    dm = ReviewDataModule(
-        data_dir=data_dir,
-        cache_dir=cache_dir,
-        max_len=200,
-        batch_size=batch_size,
-        eval_batch_size=256,
-        preprocess_workers=1,
-        progress=False,
-        **kwargs,
-    )
+    settings = {**yaml_settings("data/amazon_polarity"), "data_dir": data_dir,
+                "cache_dir": cache_dir, "max_len": 200, "batch_size": batch_size,
+                "eval_batch_size": 256, "preprocess_workers": 1, "progress": False}  # fmt: skip
+    dm = ReviewDataModule(**{**settings, **kwargs})
     dm.prepare_data()
     dm.setup("fit")
     return dm

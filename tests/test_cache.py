@@ -13,15 +13,23 @@ import pytest
 
 from lstm_sentiment.data import cache
 from lstm_sentiment.data.cache import CacheError, CacheSpec, build_cache, load_cache
-from lstm_sentiment.data.text import TextPipeline
+from lstm_sentiment.data.encoder import TextEncoder
 from lstm_sentiment.data.vocab import PAD, PAD_ID, UNK, UNK_ID
 
-from conftest import write_fasttext
+from helpers import DATA_DEFAULTS, text_pipeline, write_fasttext
 
 
 def make_spec(folder: Path, **kwargs) -> CacheSpec:
-    pipeline = TextPipeline(tokenizer=kwargs.pop("tokenizer", "wordpunct"))
-    return CacheSpec(str(folder / "train.ft.txt"), str(folder / "test.ft.txt"), pipeline, **kwargs)
+    """The data config's defaults, with ``kwargs``."""
+    settings = {**DATA_DEFAULTS, **kwargs}
+    return CacheSpec(
+        str(folder / "train.ft.txt"),
+        str(folder / "test.ft.txt"),
+        TextEncoder(text_pipeline(tokenizer=settings["tokenizer"]), settings["max_len"]),
+        settings["min_freq"],
+        settings["max_vocab_size"],
+        settings["file_format"],
+    )
 
 
 @pytest.fixture
@@ -35,7 +43,8 @@ def data_dir(tmp_path) -> Path:
 
 
 def build(spec: CacheSpec, root: Path, **kwargs) -> Path:
-    return build_cache(spec, root, workers=kwargs.pop("workers", 1), progress=False, **kwargs)
+    kwargs = {"workers": 1, "max_bad_fraction": DATA_DEFAULTS["max_bad_fraction"], **kwargs}
+    return build_cache(spec, root, progress=False, **kwargs)
 
 
 def arrays(folder: Path) -> dict:
@@ -176,7 +185,7 @@ def test_ids_are_each_reviews_first_max_len_tokens(data_dir, tmp_path):
     test = splits["test"]
     assert len(test) == len(reviews)
     for i, (label, text) in enumerate(reviews):
-        assert test.review(i).tolist() == vocab.encode(spec.pipeline(text)[:8])
+        assert test.review(i).tolist() == vocab.encode(spec.encoder.pipeline(text)[:8])
         assert test.labels[i] == label
 
 
@@ -194,3 +203,15 @@ def test_meta_records_what_was_read(data_dir, tmp_path):
     meta = json.loads((folder / "meta.json").read_text())
     assert meta["splits"]["train"]["reviews"] == 300 and meta["splits"]["test"]["reviews"] == 100
     assert meta["spec_key"] == folder.name
+
+
+def test_the_vocabulary_counts_the_words_past_max_len(tmp_path):
+    folder = tmp_path / "reviews"
+    folder.mkdir()
+    # "late" appears only after the first 2 tokens of each review: cut off, but still counted
+    (folder / "train.ft.txt").write_text("__label__2 good good late\n__label__1 bad bad late\n")
+    (folder / "test.ft.txt").write_text("__label__1 late bad\n")
+    vocab, splits = load_cache(build(make_spec(folder, max_len=2, min_freq=2), tmp_path / "c"))
+    assert "late" in vocab
+    assert splits["train"].review(0).tolist() == [vocab.stoi["good"]] * 2
+    assert splits["test"].review(0).tolist() == [vocab.stoi["late"], vocab.stoi["bad"]]

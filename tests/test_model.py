@@ -9,14 +9,7 @@ from torch import nn
 from lstm_sentiment.models.components.lstm import LSTMClassifier
 from lstm_sentiment.models.sentiment_module import SentimentModule
 
-
-def batch_of(lengths: list[int], vocab: int = 50, width: int | None = None, seed: int = 0):
-    gen = torch.Generator().manual_seed(seed)
-    width = width or max(lengths)
-    ids = torch.zeros(len(lengths), width, dtype=torch.long)
-    for row, n in enumerate(lengths):
-        ids[row, :n] = torch.randint(2, vocab, (n,), generator=gen)
-    return ids, torch.tensor(lengths)
+from helpers import batch_of
 
 
 @pytest.mark.parametrize("rnn_type", ["lstm", "gru", "rnn"])

@@ -129,10 +129,10 @@ def vocab_path(path: Path) -> Path:
 
 
 def write_vocab(predictor: Predictor, path: Path) -> None:
+    """The checkpoint's text encoder as it saved it (``TextEncoder.from_dict`` reads it back),
+    plus what a server needs to know about the model's inputs and output."""
     info = {
-        "vocab": predictor.vocab.itos,
-        "pipeline": predictor.pipeline.to_dict(),
-        "max_len": predictor.max_len,
+        **predictor.encoder.to_dict(),
         "pad_id": PAD_ID,
         "unk_id": UNK_ID,
         "inputs": {"ids": "int64 [batch, time], right-padded", "lengths": "int64 [batch]"},
