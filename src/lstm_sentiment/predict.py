@@ -25,10 +25,10 @@ import torch
 from omegaconf import DictConfig
 
 from lstm_sentiment.config import CONFIG_DIR
-from lstm_sentiment.data.files import ReviewFileError
 from lstm_sentiment.data.reviews import FORMATS, read_input_file, read_lines
 from lstm_sentiment.data.vocab import UNK_ID
-from lstm_sentiment.inference import InferenceError, InputError, Predictor, load_predictor
+from lstm_sentiment.errors import USER_ERRORS
+from lstm_sentiment.inference import InputError, Predictor, load_predictor
 
 log = logging.getLogger("lstm_sentiment.predict")
 
@@ -178,7 +178,7 @@ def main() -> None:
             predict(cfg, texts)
         except BrokenPipeError:  # `... | head`: the reader left, which is not an error
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        except (InferenceError, ReviewFileError, OSError) as e:
+        except (*USER_ERRORS, OSError) as e:  # OSError: an input or output file it cannot use
             print(f"error: {e}", file=sys.stderr)
             sys.exit(1)
 
