@@ -14,9 +14,16 @@ import lightning.pytorch as pl
 import pytest
 import torch
 from hydra.errors import ConfigCompositionException
+from omegaconf import MissingMandatoryValue, OmegaConf
 
 from lstm_sentiment.atomic_checkpoint import AtomicCheckpointIO
-from lstm_sentiment.config import ConfigValueError, check_ranges
+from lstm_sentiment.config import (
+    ConfigValueError,
+    DataSchema,
+    build,
+    check_ranges,
+    yaml_settings,
+)
 from lstm_sentiment.data.reviews import ReadStats, ReviewFileError, read_reviews
 from lstm_sentiment.train import train
 
@@ -95,6 +102,16 @@ def test_wrong_type_fails_at_composition_naming_the_key(tmp_path, tiny_data_dir)
         compose_config("train", tmp_path, tiny_data_dir, ["data.batch_sizes=3"])
 
 
+def test_a_setting_missing_from_the_yaml_fails_naming_it():
+    # the schema holds types only: a default the YAML lacks is not quietly filled in
+    settings = {**yaml_settings("data/amazon_polarity"), "data_dir": "d", "cache_dir": "c",
+                "_target_": "lstm_sentiment.data.datamodule.ReviewDataModule"}  # fmt: skip
+    del settings["bucket"]
+    node = OmegaConf.merge(OmegaConf.structured(DataSchema), settings)
+    with pytest.raises(MissingMandatoryValue, match="bucket"):
+        build(node)
+
+
 @pytest.mark.parametrize(
     "override, key, allowed",
     [
@@ -132,14 +149,21 @@ def test_out_of_range_values_fail_before_any_work(override, key, tmp_path, tiny_
 
 
 @pytest.mark.slow
-def test_sweep_over_a_missing_key_fails_before_training(tmp_path, tiny_data_dir):
+@pytest.mark.parametrize(
+    "sweep, key",
+    [
+        ("model.hidden_sizee=8,16", "model.hidden_sizee"),
+        ("model.rnn_type=gru,cnn", "model.rnn_type"),
+    ],
+)
+def test_sweep_over_a_missing_key_fails_before_training(sweep, key, tmp_path, tiny_data_dir):
     result = subprocess.run(
         [
             sys.executable,
             "-m",
             "lstm_sentiment.train",
             "-m",
-            "model.hidden_sizee=8,16",
+            sweep,
             f"paths.data_dir={tiny_data_dir}",
             f"paths.log_dir={tmp_path}/logs",
             f"paths.cache_dir={tmp_path}/cache",
@@ -149,7 +173,7 @@ def test_sweep_over_a_missing_key_fails_before_training(tmp_path, tiny_data_dir)
         timeout=120,
     )
     assert result.returncode != 0
-    assert "model.hidden_sizee" in result.stderr
+    assert key in result.stderr
     assert not list(tmp_path.rglob("*.ckpt")) and not (tmp_path / "cache").exists()
 
 

@@ -167,7 +167,7 @@ def check_ranges(cfg) -> None:
 def plain(node: DictConfig) -> dict[str, Any]:
     """A config node as plain dicts, lists and values: interpolations resolved, choices as
     strings (what a checkpoint's hyperparameters and TensorBoard take)."""
-    return OmegaConf.to_container(node, resolve=True, enum_to_str=True)
+    return OmegaConf.to_container(node, resolve=True, enum_to_str=True, throw_on_missing=True)
 
 
 def build(node: DictConfig, **kwargs: Any) -> Any:

@@ -57,7 +57,7 @@ class ReadStats:
 
 
 def detect_format(path: str | Path, lines: bool = False) -> str:
-    """``csv`` when the name says so (``train.csv``, ``test.csv.gz``), else ``fasttext``; with
+    """``csv`` when the file name holds ``.csv`` (plain or compressed), else ``fasttext``; with
     ``lines=True`` (input to predict), ``lines`` when the first line has no ``__label__``."""
     if ".csv" in Path(path).name.lower():
         return "csv"
