@@ -105,7 +105,8 @@ def main() -> None:
     print(
         f"{len(texts)} reviews of {test_file}, {args.threads} thread(s), "
         f"{hp['rnn_type']} {hp['num_layers']}x{hp['hidden_size']}, embedding "
-        f"{hp['embedding_dim']}, vocabulary {len(predictor.vocab):,}, max_len {predictor.max_len}\n"
+        f"{hp['embedding_dim']}, vocabulary {len(predictor.encoder.vocab):,}, "
+        f"max_len {predictor.encoder.max_len}\n"
     )
     print("| batch size | text -> ids only | PyTorch eager | ONNX Runtime | ONNX / PyTorch |")
     print("|---:|---:|---:|---:|---:|")

@@ -40,7 +40,7 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks.measure import MB, measured
+from benchmarks.measure import MB, ROOT, measured
 from lstm_sentiment.data.files import SAMPLE_DIR, find_review_file
 
 MODEL = {"embedding_dim": 64, "hidden_size": 128, "num_layers": 1, "dropout": 0.3, "lr": 3e-3}
@@ -403,7 +403,7 @@ FASTTEXT = {"wordNgrams": 2, "dim": 50, "lr": 0.5, "epoch": 10, "thread": 1}
 def train_default(overrides: list[str], seed: int, out_dir: Path) -> dict:
     """``make train`` (``python -m lstm_sentiment.train``) with ``seed`` and an output folder:
     its wall time and the test accuracy its metrics.json records."""
-    from lstm_sentiment.callbacks.trials import read_job_result
+    from lstm_sentiment.records.trials import read_job_result
 
     cmd = [sys.executable, "-m", "lstm_sentiment.train", f"seed={seed}"]
     cmd += [f"hydra.run.dir={out_dir}", *overrides]

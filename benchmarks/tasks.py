@@ -70,10 +70,17 @@ def ours_on_reference_text(train_path: str, test_path: str) -> dict:
 
 
 def _spec(train_path: str, test_path: str, tokenizer: str):
+    """The recipe's preprocessing (lowercase, digits -> 0, URLs, max_len 200, min count 2) with
+    our tokenizer, fixed here so that rows compare across versions of the project's defaults."""
     from lstm_sentiment.data.cache import CacheSpec
+    from lstm_sentiment.data.encoder import TextEncoder
     from lstm_sentiment.data.text import TextPipeline
 
-    return CacheSpec(train_path, test_path, TextPipeline(tokenizer=tokenizer))
+    pipeline = TextPipeline(lowercase=True, replace_digits=True, replace_urls=True,
+                            tokenizer=tokenizer)  # fmt: skip
+    return CacheSpec(train_path, test_path, TextEncoder(pipeline, max_len=200), min_freq=2,
+                     max_vocab_size=None, file_format="auto", max_train_reviews=None,
+                     sample_seed=0)  # fmt: skip
 
 
 def ours_cold(
@@ -84,7 +91,7 @@ def ours_cold(
 
     spec = _spec(train_path, test_path, tokenizer)
     start, cpu = time.perf_counter(), _cpu_seconds()
-    folder = build_cache(spec, cache_dir, workers=workers, progress=False)
+    folder = build_cache(spec, cache_dir, workers, max_bad_fraction=1.0, progress=False)
     seconds = time.perf_counter() - start
     meta = json.loads((folder / "meta.json").read_text())
     return {
@@ -108,7 +115,7 @@ def ours_warm(train_path: str, test_path: str, tokenizer: str, cache_dir: str) -
     cache._build_into = no_rebuild
     spec = _spec(train_path, test_path, tokenizer)
     start, cpu = time.perf_counter(), _cpu_seconds()
-    folder = cache.build_cache(spec, cache_dir, progress=False)
+    folder = cache.build_cache(spec, cache_dir, None, max_bad_fraction=1.0, progress=False)
     vocab, splits = cache.load_cache(folder)
     seconds = time.perf_counter() - start
     return {
@@ -124,18 +131,14 @@ def ours_warm(train_path: str, test_path: str, tokenizer: str, cache_dir: str) -
 
 
 def _datamodule(data_dir: str, cache_dir: str, batch_size: int, **kwargs):
+    """The data config's defaults with the recipe's max_len 200 and ``kwargs``."""
+    from lstm_sentiment.config import yaml_settings
     from lstm_sentiment.data.datamodule import ReviewDataModule
 
-    dm = ReviewDataModule(
-        data_dir=data_dir,
-        cache_dir=cache_dir,
-        max_len=200,
-        batch_size=batch_size,
-        eval_batch_size=256,
-        preprocess_workers=1,
-        progress=False,
-        **kwargs,
-    )
+    settings = {**yaml_settings("data/amazon_polarity"), "data_dir": data_dir,
+                "cache_dir": cache_dir, "max_len": 200, "batch_size": batch_size,
+                "eval_batch_size": 256, "preprocess_workers": 1, "progress": False}  # fmt: skip
+    dm = ReviewDataModule(**{**settings, **kwargs})
     dm.prepare_data()
     dm.setup("fit")
     return dm
@@ -321,15 +324,14 @@ def peer_data(overrides: list[str], out_dir: str) -> dict:
     """
     import torch
     from hydra import compose, initialize_config_dir
-    from hydra.utils import instantiate
     from omegaconf import OmegaConf
 
-    from lstm_sentiment.config import CONFIG_DIR
+    from lstm_sentiment.config import CONFIG_DIR, build
     from lstm_sentiment.data.reviews import read_reviews
 
     with initialize_config_dir(version_base="1.3", config_dir=CONFIG_DIR):
         cfg = compose("train", overrides=overrides)
-    dm = instantiate(cfg.data)
+    dm = build(cfg.data)
     start = time.perf_counter()
     dm.prepare_data()
     tokenize_seconds = time.perf_counter() - start

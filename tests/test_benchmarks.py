@@ -10,11 +10,11 @@ import sys
 from pathlib import Path
 
 import pytest
-from hydra.utils import instantiate
 
 from benchmarks.tasks import fasttext_line, peer_data
+from lstm_sentiment.config import build
 
-from conftest import compose_config
+from helpers import compose_config
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -110,7 +110,7 @@ def test_peer_data_is_our_datamodules_split(tiny_data_dir, tmp_path):
     test_lines = (tiny_data_dir / "test.ft.txt").read_text().splitlines(keepends=True)
     (data / "test.ft.txt").write_text("".join(test_lines))
     cfg = compose_config("train", tmp_path, data)
-    dm = instantiate(cfg.data)
+    dm = build(cfg.data)
     dm.setup("fit")
 
     out = peer_data(

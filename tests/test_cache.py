@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import subprocess
@@ -13,15 +14,25 @@ import pytest
 
 from lstm_sentiment.data import cache
 from lstm_sentiment.data.cache import CacheError, CacheSpec, build_cache, load_cache
-from lstm_sentiment.data.text import TextPipeline
+from lstm_sentiment.data.encoder import TextEncoder
 from lstm_sentiment.data.vocab import PAD, PAD_ID, UNK, UNK_ID
 
-from conftest import write_fasttext
+from helpers import DATA_DEFAULTS, text_pipeline, write_fasttext
 
 
 def make_spec(folder: Path, **kwargs) -> CacheSpec:
-    pipeline = TextPipeline(tokenizer=kwargs.pop("tokenizer", "wordpunct"))
-    return CacheSpec(str(folder / "train.ft.txt"), str(folder / "test.ft.txt"), pipeline, **kwargs)
+    """The data config's defaults, with ``kwargs``."""
+    settings = {**DATA_DEFAULTS, **kwargs}
+    return CacheSpec(
+        str(folder / "train.ft.txt"),
+        str(folder / "test.ft.txt"),
+        TextEncoder(text_pipeline(tokenizer=settings["tokenizer"]), settings["max_len"]),
+        settings["min_freq"],
+        settings["max_vocab_size"],
+        settings["file_format"],
+        settings["max_train_reviews"],
+        settings["split_seed"],
+    )
 
 
 @pytest.fixture
@@ -35,7 +46,8 @@ def data_dir(tmp_path) -> Path:
 
 
 def build(spec: CacheSpec, root: Path, **kwargs) -> Path:
-    return build_cache(spec, root, workers=kwargs.pop("workers", 1), progress=False, **kwargs)
+    kwargs = {"workers": 1, "max_bad_fraction": DATA_DEFAULTS["max_bad_fraction"], **kwargs}
+    return build_cache(spec, root, progress=False, **kwargs)
 
 
 def arrays(folder: Path) -> dict:
@@ -176,7 +188,7 @@ def test_ids_are_each_reviews_first_max_len_tokens(data_dir, tmp_path):
     test = splits["test"]
     assert len(test) == len(reviews)
     for i, (label, text) in enumerate(reviews):
-        assert test.review(i).tolist() == vocab.encode(spec.pipeline(text)[:8])
+        assert test.review(i).tolist() == vocab.encode(spec.encoder.pipeline(text)[:8])
         assert test.labels[i] == label
 
 
@@ -204,15 +216,11 @@ def test_max_train_reviews_takes_a_seeded_balanced_subset(tmp_path):
     (folder / "test.ft.txt").write_text("".join(lines[:20]))
 
     def subset(n, seed, cache):
-        spec = CacheSpec(
-            str(folder / "train.ft.txt"),
-            str(folder / "test.ft.txt"),
-            TextPipeline(replace_digits=False),
-            min_freq=1,
-            max_train_reviews=n,
-            sample_seed=seed,
+        spec = make_spec(folder, min_freq=1, max_train_reviews=n, split_seed=seed)
+        spec = dataclasses.replace(
+            spec, encoder=TextEncoder(text_pipeline(replace_digits=False), 200)
         )
-        vocab, splits = load_cache(build_cache(spec, tmp_path / cache, workers=1, progress=False))
+        vocab, splits = load_cache(build(spec, tmp_path / cache))
         train = splits["train"]
         numbers = [int(vocab.itos[train.review(i)[2]]) for i in range(len(train))]
         return numbers, train.labels.tolist()
@@ -227,3 +235,15 @@ def test_max_train_reviews_takes_a_seeded_balanced_subset(tmp_path):
     # more than a label holds: all of it, the rest of the other label's half
     numbers, labels = subset(260, 0, "c")
     assert labels.count(1) == 100 and labels.count(0) == 130
+
+
+def test_the_vocabulary_counts_the_words_past_max_len(tmp_path):
+    folder = tmp_path / "reviews"
+    folder.mkdir()
+    # "late" appears only after the first 2 tokens of each review: cut off, but still counted
+    (folder / "train.ft.txt").write_text("__label__2 good good late\n__label__1 bad bad late\n")
+    (folder / "test.ft.txt").write_text("__label__1 late bad\n")
+    vocab, splits = load_cache(build(make_spec(folder, max_len=2, min_freq=2), tmp_path / "c"))
+    assert "late" in vocab
+    assert splits["train"].review(0).tolist() == [vocab.stoi["good"]] * 2
+    assert splits["test"].review(0).tolist() == [vocab.stoi["late"], vocab.stoi["bad"]]

@@ -10,13 +10,12 @@ import numpy as np
 import pytest
 from nltk.tokenize import wordpunct_tokenize
 
-from lstm_sentiment.data.datamodule import ReviewDataModule
 from lstm_sentiment.data.files import SAMPLE_DIR, find_review_file
 from lstm_sentiment.data.reviews import ReadStats, ReviewFileError, read_reviews
-from lstm_sentiment.data.text import PUNKT_HELP, TextPipeline, require_punkt
+from lstm_sentiment.data.text import PUNKT_HELP, require_punkt
 from lstm_sentiment.data.vocab import PAD_ID, UNK_ID, Vocabulary
 
-from conftest import write_fasttext
+from helpers import data_module, text_pipeline, write_fasttext
 
 LINES = "__label__2 Great CD: My lovely Pat has one of the GREAT voices.\n__label__1 Bad: broke.\n"
 
@@ -64,7 +63,7 @@ def test_missing_file_names_the_fix(tmp_path):
 
 
 def test_url_pattern_keeps_words_glued_to_a_full_stop():
-    clean = TextPipeline().clean
+    clean = text_pipeline().clean
     # the recipe's pattern turned "product.but" and "mr.bob" into <url>
     assert clean("Great product.but mr.bob said no") == "great product.but mr.bob said no"
     assert "<url>" in clean("see http://example.com/x?y=1 now")
@@ -73,20 +72,20 @@ def test_url_pattern_keeps_words_glued_to_a_full_stop():
 
 
 def test_cleaning_lowercases_and_zeroes_digits():
-    assert TextPipeline().clean("Bought 2 in 2019") == "bought 0 in 0000"
-    raw = TextPipeline(lowercase=False, replace_digits=False)
+    assert text_pipeline().clean("Bought 2 in 2019") == "bought 0 in 0000"
+    raw = text_pipeline(lowercase=False, replace_digits=False)
     assert raw.clean("Bought 2") == "Bought 2"
 
 
 def test_url_stays_one_token():
-    assert TextPipeline()("see www.a.com now") == ["see", "<url>", "now"]
+    assert text_pipeline()("see www.a.com now") == ["see", "<url>", "now"]
 
 
 def test_default_tokenizer_needs_no_download_and_matches_nltk():
     text = "It's great -- really! (5 stars) don't buy... ok?"
-    pipe = TextPipeline()
+    pipe = text_pipeline()
     assert pipe.tokenize(text) == wordpunct_tokenize(text)
-    assert TextPipeline(tokenizer="treebank")("great. but it broke") == [
+    assert text_pipeline(tokenizer="treebank")("great. but it broke") == [
         "great",
         ".",
         "but",
@@ -102,7 +101,7 @@ def test_punkt_tokenizer_fails_with_install_hint():
     except LookupError:
         pass
     with pytest.raises(LookupError, match="nltk.downloader punkt_tab"):
-        TextPipeline(tokenizer="punkt")
+        text_pipeline(tokenizer="punkt")
     assert "treebank" in PUNKT_HELP
 
 
@@ -112,12 +111,12 @@ def test_vocabulary_min_freq_specials_and_unknowns():
     # the recipe mapped unknown words to 0, the pad id; they must map to _UNK
     assert vocab.encode(["a", "zzz", "c"]) == [2, UNK_ID, UNK_ID]
     assert UNK_ID != PAD_ID
-    assert len(Vocabulary.from_counts(Counter("a a b b c c".split()), max_size=3)) == 3
+    assert len(Vocabulary.from_counts(Counter("a a b b c c".split()), min_freq=2, max_size=3)) == 3
 
 
 def _datamodule(data_dir, tmp_path, **kw):
     kw = {"preprocess_workers": 1, "progress": False, "batch_size": 16, **kw}
-    return ReviewDataModule(data_dir=str(data_dir), cache_dir=str(tmp_path / "cache"), **kw)
+    return data_module(data_dir, tmp_path / "cache", **kw)
 
 
 def test_vocabulary_counts_only_training_reviews(tmp_path):

@@ -8,8 +8,8 @@ import pytest
 import torch
 from torch import nn
 
+from lstm_sentiment.data.vectors import EmbeddingsError, load_vectors, read_vectors
 from lstm_sentiment.data.vocab import PAD, UNK, Vocabulary
-from lstm_sentiment.models.components.embeddings import EmbeddingsError, load_vectors, read_vectors
 from lstm_sentiment.models.sentiment_module import SentimentModule
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")

@@ -15,10 +15,9 @@ from hydra.core.global_hydra import GlobalHydra
 
 from lstm_sentiment import export as export_cli
 from lstm_sentiment.config import CONFIG_DIR
+from lstm_sentiment.data.encoder import TextEncoder
 from lstm_sentiment.data.files import SAMPLE_DIR, find_review_file
 from lstm_sentiment.data.reviews import read_reviews
-from lstm_sentiment.data.text import TextPipeline
-from lstm_sentiment.data.vocab import Vocabulary
 from lstm_sentiment.export import ExportError, ProbabilityModel, load_exported, vocab_path
 from lstm_sentiment.inference import load_predictor
 from lstm_sentiment.models.components.lstm import LSTMClassifier
@@ -45,9 +44,9 @@ def test_export_agrees_with_pytorch_on_real_reviews(tiny_checkpoint, tmp_path, f
     export_cli.export(export_cfg(tiny_checkpoint, f"format={fmt}", f"output={out}"))
     # a second batch, of another size and length than the export's own check, from the vocab file
     info = json.loads(vocab_path(out).read_text())
-    pipeline, vocab = TextPipeline(**info["pipeline"]), Vocabulary(info["vocab"])
+    encoder = TextEncoder.from_dict(info)  # as a server would read the file
     texts = real_reviews(37, skip=300)
-    encoded = [vocab.encode(pipeline(t)[: info["max_len"]]) for t in texts]
+    encoded = [encoder.encode(t) for t in texts]
     lengths = np.array([len(ids) for ids in encoded], np.int64)
     ids = np.zeros((len(texts), lengths.max()), np.int64)
     for row, seq in enumerate(encoded):

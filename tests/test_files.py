@@ -18,7 +18,7 @@ from lstm_sentiment.data.files import (
     find_review_file,
 )
 
-from conftest import write_fasttext
+from helpers import write_fasttext
 
 # data/sample/README.md, and the reference copy's checksums
 SAMPLE_SHA256 = {

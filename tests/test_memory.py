@@ -12,7 +12,7 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 from lstm_sentiment.models.components.lstm import LSTMClassifier
 from lstm_sentiment.train import train
 
-from test_model import batch_of
+from helpers import batch_of
 
 
 @pytest.mark.parametrize("bidirectional", [False, True])

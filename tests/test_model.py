@@ -9,14 +9,7 @@ from torch import nn
 from lstm_sentiment.models.components.lstm import LSTMClassifier
 from lstm_sentiment.models.sentiment_module import SentimentModule
 
-
-def batch_of(lengths: list[int], vocab: int = 50, width: int | None = None, seed: int = 0):
-    gen = torch.Generator().manual_seed(seed)
-    width = width or max(lengths)
-    ids = torch.zeros(len(lengths), width, dtype=torch.long)
-    for row, n in enumerate(lengths):
-        ids[row, :n] = torch.randint(2, vocab, (n,), generator=gen)
-    return ids, torch.tensor(lengths)
+from helpers import batch_of
 
 
 @pytest.mark.parametrize("rnn_type", ["lstm", "gru", "rnn"])
@@ -185,7 +178,7 @@ def test_max_pooling_credits_each_unit_to_the_token_holding_its_maximum():
     torch.manual_seed(0)
     net = LSTMClassifier(50, 8, 8, pooling="max").eval()
     ids, lengths = batch_of([6])
-    states = net.encode(ids, lengths)[0]  # [T, D]
+    states = net.encode(ids, lengths)[0].detach()  # [T, D]
     owner = states.argmax(0)
     expected = [float((net.fc.weight[0] * states[t])[owner == t].sum()) for t in range(6)]
     assert torch.allclose(net.token_contributions(ids, lengths)[0], torch.tensor(expected))

@@ -138,7 +138,11 @@ def test_per_token_ends_at_the_review_probability(tiny_checkpoint, tmp_path, cap
     long = " ".join(["great"] * 250 + ["terrible"] * 250)  # longer than max_len: truncated
     for text in (short, long):
         tokens, probs = predictor.per_token(text)
-        assert len(tokens) == len(probs) == min(len(predictor.pipeline(text)), predictor.max_len)
+        assert (
+            len(tokens)
+            == len(probs)
+            == min(len(predictor.encoder.pipeline(text)), predictor.encoder.max_len)
+        )
         assert probs[-1] == pytest.approx(predictor.probabilities([text])[0], abs=1e-6)
 
     plot = tmp_path / "turns.png"

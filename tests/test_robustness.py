@@ -14,14 +14,20 @@ import lightning.pytorch as pl
 import pytest
 import torch
 from hydra.errors import ConfigCompositionException
+from omegaconf import MissingMandatoryValue, OmegaConf
 
 from lstm_sentiment.atomic_checkpoint import AtomicCheckpointIO
-from lstm_sentiment.config import ConfigValueError, check_ranges
-from lstm_sentiment.data.datamodule import ReviewDataModule
+from lstm_sentiment.config import (
+    ConfigValueError,
+    DataSchema,
+    build,
+    check_ranges,
+    yaml_settings,
+)
 from lstm_sentiment.data.reviews import ReadStats, ReviewFileError, read_reviews
 from lstm_sentiment.train import train
 
-from conftest import compose_config, write_fasttext
+from helpers import compose_config, data_module, write_fasttext
 
 # ---------------------------------------------------------------------------------- bad input
 
@@ -46,7 +52,7 @@ def test_truncated_bz2_is_an_error_naming_the_file(tmp_path):
 def test_empty_file_fails_the_run_with_the_file_named(tmp_path):
     write_fasttext(tmp_path / "train.ft.txt", 50, seed=0)
     (tmp_path / "test.ft.txt").write_text("")
-    dm = ReviewDataModule(str(tmp_path), cache_dir=str(tmp_path / "c"), progress=False)
+    dm = data_module(tmp_path, tmp_path / "c", progress=False)
     with pytest.raises(ReviewFileError, match=r"test.ft.txt: the file holds no reviews"):
         dm.prepare_data()
 
@@ -57,13 +63,11 @@ def test_too_many_bad_lines_fail_the_run_and_leave_no_cache(tmp_path):
         f.write("garbage\n" * 5)
     write_fasttext(tmp_path / "test.ft.txt", 20, seed=1)
     cache = tmp_path / "c"
-    strict = ReviewDataModule(str(tmp_path), cache_dir=str(cache), progress=False)
+    strict = data_module(tmp_path, cache, progress=False)
     with pytest.raises(ReviewFileError, match=r"skipped 5 of 55 .*line 51: no __label__ prefix"):
         strict.prepare_data()
     assert not [p for p in cache.iterdir() if not p.name.startswith(".")]
-    lenient = ReviewDataModule(
-        str(tmp_path), cache_dir=str(cache), progress=False, max_bad_fraction=0.1
-    )
+    lenient = data_module(tmp_path, cache, progress=False, max_bad_fraction=0.1)
     lenient.setup("fit")
     assert len(lenient.datasets["train"]) + len(lenient.datasets["val"]) == 50
 
@@ -98,13 +102,41 @@ def test_wrong_type_fails_at_composition_naming_the_key(tmp_path, tiny_data_dir)
         compose_config("train", tmp_path, tiny_data_dir, ["data.batch_sizes=3"])
 
 
+def test_a_setting_missing_from_the_yaml_fails_naming_it():
+    # the schema holds types only: a default the YAML lacks is not quietly filled in
+    settings = {**yaml_settings("data/amazon_polarity"), "data_dir": "d", "cache_dir": "c",
+                "_target_": "lstm_sentiment.data.datamodule.ReviewDataModule"}  # fmt: skip
+    del settings["bucket"]
+    node = OmegaConf.merge(OmegaConf.structured(DataSchema), settings)
+    with pytest.raises(MissingMandatoryValue, match="bucket"):
+        build(node)
+
+
+@pytest.mark.parametrize(
+    "override, key, allowed",
+    [
+        ("data.tokenizer=spacy", "data.tokenizer", "wordpunct, treebank, punkt"),
+        ("data.val_source=test", "data.val_source", "train, test_half"),
+        ("data.file_format=tsv", "data.file_format", "auto, fasttext, csv"),
+        ("model.rnn_type=transformer", "model.rnn_type", "lstm, gru, rnn"),
+        ("model.scheduler=warmup", "model.scheduler", "none, cosine, plateau"),
+    ],
+)
+def test_a_value_outside_its_choices_fails_at_composition(
+    override, key, allowed, tmp_path, tiny_data_dir
+):
+    with pytest.raises(ConfigCompositionException) as err:
+        compose_config("train", tmp_path, tiny_data_dir, [override])
+    message = str(err.value) + str(err.value.__cause__)
+    assert key in message and f"expected one of [{allowed}]" in message
+
+
 @pytest.mark.parametrize(
     "override, key",
     [
         ("model.hidden_size=0", "model.hidden_size"),
         ("data.val_fraction=1.5", "data.val_fraction"),
         ("model.dropout=-0.1", "model.dropout"),
-        ("data.tokenizer=spacy", "data.tokenizer"),
     ],
 )
 def test_out_of_range_values_fail_before_any_work(override, key, tmp_path, tiny_data_dir):
@@ -117,14 +149,21 @@ def test_out_of_range_values_fail_before_any_work(override, key, tmp_path, tiny_
 
 
 @pytest.mark.slow
-def test_sweep_over_a_missing_key_fails_before_training(tmp_path, tiny_data_dir):
+@pytest.mark.parametrize(
+    "sweep, key",
+    [
+        ("model.hidden_sizee=8,16", "model.hidden_sizee"),
+        ("model.rnn_type=gru,cnn", "model.rnn_type"),
+    ],
+)
+def test_sweep_over_a_missing_key_fails_before_training(sweep, key, tmp_path, tiny_data_dir):
     result = subprocess.run(
         [
             sys.executable,
             "-m",
             "lstm_sentiment.train",
             "-m",
-            "model.hidden_sizee=8,16",
+            sweep,
             f"paths.data_dir={tiny_data_dir}",
             f"paths.log_dir={tmp_path}/logs",
             f"paths.cache_dir={tmp_path}/cache",
@@ -134,7 +173,7 @@ def test_sweep_over_a_missing_key_fails_before_training(tmp_path, tiny_data_dir)
         timeout=120,
     )
     assert result.returncode != 0
-    assert "model.hidden_sizee" in result.stderr
+    assert key in result.stderr
     assert not list(tmp_path.rglob("*.ckpt")) and not (tmp_path / "cache").exists()
 
 

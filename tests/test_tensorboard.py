@@ -8,31 +8,11 @@ from pathlib import Path
 import pytest
 from omegaconf import OmegaConf
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
-from tensorboard.plugins.hparams import api_pb2, plugin_data_pb2
 
-from lstm_sentiment.callbacks.hparams import final_metrics, flat_hparams
+from lstm_sentiment.records.hparams import final_metrics, flat_hparams
 from lstm_sentiment.train import train
 
-
-def read_events(logdir: str | Path) -> EventAccumulator:
-    """Every event file in ``logdir``, nothing sampled away."""
-    events = EventAccumulator(str(logdir), size_guidance={"scalars": 0, "images": 0, "tensors": 0})
-    events.Reload()
-    return events
-
-
-def read_hparams(events: EventAccumulator) -> dict:
-    """The run's hyperparameters, as its HPARAMS entry shows them (its metrics are the ``hp/*``
-    scalars); the run must have ended as a success."""
-    records = {
-        tag: plugin_data_pb2.HParamsPluginData.FromString(content)
-        for tag, content in events.PluginTagToContent("hparams").items()
-    }
-    # no per-run "experiment" record: TensorBoard builds the table from all runs
-    assert set(records) == {"_hparams_/session_start_info", "_hparams_/session_end_info"}
-    assert records["_hparams_/session_end_info"].session_end_info.status == api_pb2.STATUS_SUCCESS
-    hparams = records["_hparams_/session_start_info"].session_start_info.hparams
-    return {key: getattr(value, value.WhichOneof("kind")) for key, value in hparams.items()}
+from helpers import read_events, read_hparams
 
 
 def texts(events: EventAccumulator, tag: str) -> list[str]:

@@ -10,11 +10,11 @@ from hydra.utils import instantiate
 from omegaconf import open_dict
 
 from lstm_sentiment.callbacks.time_estimate import TrainingTooLong
-from lstm_sentiment.config import CONFIG_DIR
+from lstm_sentiment.config import CONFIG_DIR, build, instantiate_all
 from lstm_sentiment.eval import evaluate
-from lstm_sentiment.train import instantiate_all, optimized_value, train
+from lstm_sentiment.train import optimized_value, train
 
-from conftest import compose_config
+from helpers import compose_config
 
 
 def options(group: str) -> list[str]:
@@ -29,8 +29,8 @@ def options(group: str) -> list[str]:
 )
 def test_every_config_composes_and_instantiates(override, tmp_path, tiny_data_dir):
     cfg = compose_config("train", tmp_path, tiny_data_dir, [override])
-    datamodule = instantiate(cfg.data)
-    instantiate(cfg.model, vocab_size=100)
+    datamodule = build(cfg.data)
+    build(cfg.model, vocab_size=100)
     instantiate_all(cfg.get("callbacks"))
     instantiate_all(cfg.get("logger"))
     # GPU/DDP configs are checked for their keys here; this machine has no GPU to build them on
@@ -65,12 +65,17 @@ def test_fit_test_then_eval_reproduces_test_metrics(train_cfg, tmp_path, tiny_da
     with pytest.raises(KeyError, match="not logged"):
         optimized_value(metrics, "val/nope")
 
-    eval_cfg = compose_config("eval", tmp_path / "eval", tiny_data_dir, [f"ckpt_path={best}"])
-    with open_dict(eval_cfg):
-        eval_cfg.data.cache_dir = cfg.data.cache_dir
-    reproduced = evaluate(eval_cfg)
-    for key in ("test/acc", "test/f1", "test/auroc", "test/loss"):
-        assert reproduced[key] == pytest.approx(metrics[key], abs=1e-4), key
+    # other text settings than training's (max_len cuts every review here; treebank splits
+    # "2019." and ":" otherwise) are replaced by the checkpoint's: the same metrics again
+    for text_settings in ([], ["data.max_len=5"], ["data.tokenizer=treebank"]):
+        eval_cfg = compose_config(
+            "eval", tmp_path / "eval", tiny_data_dir, [f"ckpt_path={best}", *text_settings]
+        )
+        with open_dict(eval_cfg):
+            eval_cfg.data.cache_dir = cfg.data.cache_dir
+        reproduced = evaluate(eval_cfg)
+        for key in ("test/acc", "test/f1", "test/auroc", "test/loss"):
+            assert reproduced[key] == pytest.approx(metrics[key], abs=1e-4), (text_settings, key)
     # the checkpoint carries the vocabulary and loads without pickled code
     ckpt = torch.load(best, map_location="cpu", weights_only=True)
     assert ckpt["ReviewDataModule"]["vocab"][:2] == ["_PAD", "_UNK"]

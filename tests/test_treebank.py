@@ -10,7 +10,9 @@ from nltk.tokenize import NLTKWordTokenizer
 from lstm_sentiment.data import treebank
 from lstm_sentiment.data.files import SAMPLE_DIR, find_review_file
 from lstm_sentiment.data.reviews import read_reviews
-from lstm_sentiment.data.text import TextPipeline, nltk_treebank_tokenize, treebank_tokenize
+from lstm_sentiment.data.text import nltk_treebank_tokenize, treebank_tokenize
+
+from helpers import text_pipeline
 
 NLTK = NLTKWordTokenizer()
 
@@ -57,7 +59,7 @@ def sample_reviews(limit: int | None = None) -> list[str]:
 
 
 def assert_same_tokens(texts: list[str]) -> None:
-    clean = TextPipeline(tokenizer="treebank").clean
+    clean = text_pipeline(tokenizer="treebank").clean
     for text in texts:
         for version in (text, clean(text)):  # raw (mixed case, digits) and cleaned
             assert treebank_tokenize(version) == nltk_treebank_tokenize(version), version

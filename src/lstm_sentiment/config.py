@@ -1,15 +1,21 @@
-"""Config helpers: the resolvers the YAML files use and the schemas they are checked against,
-registered once on import."""
+"""Config helpers: the resolvers the YAML files use, the schemas they are checked against
+(registered once on import), the range rules, and building objects from config nodes."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Optional
+from enum import Enum
+from pathlib import Path
+from typing import Any, Optional
 
 from hydra.core.config_store import ConfigStore
-from omegaconf import MISSING, OmegaConf
+from hydra.utils import instantiate
+from omegaconf import MISSING, DictConfig, OmegaConf
 
 from lstm_sentiment.data.files import PROJECT_ROOT, default_data_dir
+from lstm_sentiment.data.reviews import FORMATS
+from lstm_sentiment.data.text import TOKENIZERS
+from lstm_sentiment.models.components.lstm import POOLINGS
 
 CONFIG_DIR = str(PROJECT_ROOT / "conf")
 
@@ -25,88 +31,121 @@ register_resolvers()
 
 
 # ---------------------------------------------------------------------------------------------
-# Schemas: Hydra checks every data.* and model.* value's type at composition against these
-# (a wrong type or an unknown key fails there, naming the key); check_ranges() then checks the
-# values that a type cannot, before any data is read.
+# Schemas. A setting's default lives in its YAML file (conf/data/*.yaml, conf/model/*.yaml) and
+# nowhere else; its schema field here holds only the type (MISSING: no default, so a key the YAML
+# forgets fails), a choice's type is an Enum of its values. Hydra checks both when it composes
+# the config: a wrong type, an unknown key or a value outside a choice fails there, naming the key.
+# RANGES holds the rules a type cannot express (> 0, a fraction), checked before any data is read.
+# A new option: its default in the YAML, its type (or `choice(...)`) here, a RANGES rule if needed.
+
+
+class Choice(str, Enum):
+    """A setting that takes one of a few strings (``build`` hands constructors plain strings)."""
+
+    def __str__(self) -> str:
+        return self.value
+
+
+def choice(name: str, values) -> type[Choice]:
+    # module=: picklable by name (launchers that run jobs elsewhere pickle the config)
+    return Choice(name, {value: value for value in values}, module=__name__)
+
+
+FileFormat = choice("FileFormat", ("auto", *FORMATS))
+Tokenizer = choice("Tokenizer", TOKENIZERS)
+ValSource = choice("ValSource", ("train", "test_half"))
+RnnType = choice("RnnType", ("lstm", "gru", "rnn"))
+Cell = choice("Cell", ("torch", "scratch"))
+Scheduler = choice("Scheduler", ("none", "cosine", "plateau"))
 
 
 @dataclass
 class DataSchema:
-    _target_: str = "lstm_sentiment.data.datamodule.ReviewDataModule"
+    _target_: str = MISSING
     data_dir: str = MISSING
-    train_file: Optional[str] = None  # noqa: UP045 (OmegaConf reads typing.Optional)
-    test_file: Optional[str] = None  # noqa: UP045
-    file_format: str = "auto"
-    lowercase: bool = True
-    replace_digits: bool = True
-    replace_urls: bool = True
-    tokenizer: str = "wordpunct"
-    max_len: int = 200
-    min_freq: int = 2
-    max_vocab_size: Optional[int] = None  # noqa: UP045
-    max_train_reviews: Optional[int] = None  # noqa: UP045
-    val_source: str = "train"
-    val_fraction: float = 0.1
-    split_seed: int = 0
-    batch_size: int = 64
-    eval_batch_size: Optional[int] = None  # noqa: UP045
-    bucket: bool = True
-    pool_batches: int = 50
-    fixed_padding: bool = False
-    num_workers: int = 0
-    preprocess_workers: Optional[int] = None  # noqa: UP045
-    cache_dir: str = ".cache/reviews"
-    max_bad_fraction: float = 0.01
-    progress: bool = True
+    train_file: Optional[str] = MISSING  # noqa: UP045 (OmegaConf reads typing.Optional)
+    test_file: Optional[str] = MISSING  # noqa: UP045
+    file_format: FileFormat = MISSING
+    lowercase: bool = MISSING
+    replace_digits: bool = MISSING
+    replace_urls: bool = MISSING
+    tokenizer: Tokenizer = MISSING
+    max_len: int = MISSING
+    min_freq: int = MISSING
+    max_vocab_size: Optional[int] = MISSING  # noqa: UP045
+    max_train_reviews: Optional[int] = MISSING  # noqa: UP045
+    val_source: ValSource = MISSING
+    val_fraction: float = MISSING
+    split_seed: int = MISSING
+    batch_size: int = MISSING
+    eval_batch_size: Optional[int] = MISSING  # noqa: UP045
+    bucket: bool = MISSING
+    pool_batches: int = MISSING
+    fixed_padding: bool = MISSING
+    num_workers: int = MISSING
+    preprocess_workers: Optional[int] = MISSING  # noqa: UP045
+    cache_dir: str = MISSING
+    max_bad_fraction: float = MISSING
+    progress: bool = MISSING
 
 
 @dataclass
 class EmbeddingsSchema:
-    path: Optional[str] = None  # noqa: UP045
-    freeze: bool = False
+    path: Optional[str] = MISSING  # noqa: UP045
+    freeze: bool = MISSING
 
 
 @dataclass
 class ModelSchema:
-    _target_: str = "lstm_sentiment.models.sentiment_module.SentimentModule"
-    rnn_type: str = "lstm"
-    embedding_dim: int = 128
-    hidden_size: int = 128
-    num_layers: int = 1
-    dropout: float = 0.3
-    bidirectional: bool = False
-    pooling: str = "last"
-    embedding_dropout: float = 0.0
-    word_dropout: float = 0.0
-    pack: bool = True
-    cell: str = "torch"
-    record_gates: bool = False
-    lr: float = 3e-3
-    weight_decay: float = 0.0
-    scheduler: Optional[str] = None  # noqa: UP045
+    _target_: str = MISSING
+    rnn_type: RnnType = MISSING
+    embedding_dim: int = MISSING
+    hidden_size: int = MISSING
+    num_layers: int = MISSING
+    dropout: float = MISSING
+    bidirectional: bool = MISSING
+    pooling: str = MISSING  # checked by RANGES: last|max|mean|attention, joined by +
+    embedding_dropout: float = MISSING
+    word_dropout: float = MISSING
+    pack: bool = MISSING
+    cell: Cell = MISSING
+    record_gates: bool = MISSING
+    lr: float = MISSING
+    weight_decay: float = MISSING
+    scheduler: Optional[Scheduler] = MISSING  # noqa: UP045
     embeddings: EmbeddingsSchema = field(default_factory=EmbeddingsSchema)
+
+
+def register_schemas() -> None:
+    store = ConfigStore.instance()
+    store.store(group="data", name="schema", node=DataSchema)
+    store.store(group="model", name="schema", node=ModelSchema)
+
+
+register_schemas()
 
 
 def _rule(test, text):
     return (test, text)
 
 
-def one_of(*choices):
-    return _rule(lambda v: v in choices, " | ".join(map(str, choices)))
-
-
 POSITIVE = _rule(lambda v: v > 0, "> 0")
 POSITIVE_OR_NULL = _rule(lambda v: v is None or v > 0, "> 0 or null")
 FRACTION = _rule(lambda v: 0 < v < 1, "in (0, 1)")
+DROPOUT = _rule(lambda v: 0 <= v < 1, "in [0, 1)")
+
+
+def _is_pooling(value: str) -> bool:
+    parts = value.split("+")
+    return all(p in POOLINGS for p in parts) and len(set(parts)) == len(parts)
+
+
 # key -> (test, what it must be)
 RANGES: dict[str, tuple] = {
-    "data.file_format": one_of("auto", "fasttext", "csv"),
-    "data.tokenizer": one_of("wordpunct", "treebank", "punkt"),
     "data.max_len": POSITIVE,
     "data.min_freq": POSITIVE,
     "data.max_vocab_size": POSITIVE_OR_NULL,
     "data.max_train_reviews": _rule(lambda v: v is None or v >= 2, ">= 2 or null"),
-    "data.val_source": one_of("train", "test_half"),
     "data.val_fraction": FRACTION,
     "data.batch_size": POSITIVE,
     "data.eval_batch_size": POSITIVE_OR_NULL,
@@ -114,15 +153,15 @@ RANGES: dict[str, tuple] = {
     "data.num_workers": _rule(lambda v: v >= 0, ">= 0"),
     "data.preprocess_workers": POSITIVE_OR_NULL,
     "data.max_bad_fraction": _rule(lambda v: 0 <= v <= 1, "in [0, 1]"),
-    "model.rnn_type": one_of("lstm", "gru", "rnn"),
-    "model.cell": one_of("torch", "scratch"),
     "model.embedding_dim": POSITIVE,
     "model.hidden_size": POSITIVE,
     "model.num_layers": POSITIVE,
-    "model.dropout": _rule(lambda v: 0 <= v < 1, "in [0, 1)"),
+    "model.dropout": DROPOUT,
+    "model.embedding_dropout": DROPOUT,
+    "model.word_dropout": DROPOUT,
+    "model.pooling": _rule(_is_pooling, f"one of {'|'.join(POOLINGS)} or several joined by +"),
     "model.lr": POSITIVE,
     "model.weight_decay": _rule(lambda v: v >= 0, ">= 0"),
-    "model.scheduler": one_of(None, "none", "cosine", "plateau"),
 }
 
 
@@ -138,10 +177,31 @@ def check_ranges(cfg) -> None:
             raise ConfigValueError(f"{key}={value!r} is invalid: it must be {rule}")
 
 
-def register_schemas() -> None:
-    store = ConfigStore.instance()
-    store.store(group="data", name="schema", node=DataSchema)
-    store.store(group="model", name="schema", node=ModelSchema)
+# ---------------------------------------------------------------------------------------------
+# Building objects
 
 
-register_schemas()
+def plain(node: DictConfig) -> dict[str, Any]:
+    """A config node as plain dicts, lists and values: interpolations resolved, choices as
+    strings (what a checkpoint's hyperparameters and TensorBoard take)."""
+    return OmegaConf.to_container(node, resolve=True, enum_to_str=True, throw_on_missing=True)
+
+
+def build(node: DictConfig, **kwargs: Any) -> Any:
+    """``hydra.utils.instantiate`` of a node with a ``_target_``, given plain values."""
+    return instantiate(plain(node), **kwargs)
+
+
+def instantiate_all(group: DictConfig | None) -> list:
+    """Each entry of a config group like ``callbacks`` or ``logger`` that names a ``_target_``."""
+    if not group:
+        return []
+    return [instantiate(c) for c in group.values() if isinstance(c, DictConfig) and "_target_" in c]
+
+
+def yaml_settings(option: str) -> dict[str, Any]:
+    """One option's YAML file as it stands (``data/amazon_polarity``: its defaults), without
+    ``defaults`` and ``_target_`` and with interpolations unresolved: for tests and benchmarks
+    that build objects without composing a whole config."""
+    node = OmegaConf.to_container(OmegaConf.load(Path(CONFIG_DIR) / f"{option}.yaml"))
+    return {k: v for k, v in node.items() if k not in ("defaults", "_target_")}

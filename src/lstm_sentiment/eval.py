@@ -1,4 +1,10 @@
-"""Evaluate a checkpoint on the test split: ``python -m lstm_sentiment.eval ckpt_path=PATH``."""
+"""Evaluate a checkpoint on the test split: ``python -m lstm_sentiment.eval ckpt_path=PATH``.
+
+The test reviews are encoded with the checkpoint's own text settings (tokenizer, cleaning,
+``max_len``): ``data.*`` values that differ are replaced, with a warning naming each, so eval
+gives the metrics the training run measured. A vocabulary that differs (other review files,
+``data.min_freq`` or ``data.max_vocab_size``) is refused.
+"""
 
 from __future__ import annotations
 
@@ -6,31 +12,50 @@ import logging
 
 import hydra
 import lightning.pytorch as pl
-import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig
 
-from lstm_sentiment.config import CONFIG_DIR, check_ranges
+from lstm_sentiment.config import (
+    CONFIG_DIR,
+    ConfigValueError,
+    build,
+    check_ranges,
+    instantiate_all,
+)
+from lstm_sentiment.data.encoder import TextEncoder
+from lstm_sentiment.errors import exit_on_user_error
+from lstm_sentiment.inference import DATAMODULE_KEY, read_checkpoint
 from lstm_sentiment.models.sentiment_module import SentimentModule
-from lstm_sentiment.train import exit_on_user_error, instantiate_all
 
 log = logging.getLogger(__name__)
+
+
+def use_checkpoint_text_settings(cfg: DictConfig, saved: TextEncoder) -> None:
+    """Set ``cfg.data``'s text settings to the checkpoint's, warning about each that differed."""
+    for key, value in saved.settings().items():
+        if cfg.data[key] != value:
+            log.warning(
+                "data.%s=%s differs from the checkpoint's: evaluating with its %s",
+                key, cfg.data[key], value,
+            )  # fmt: skip
+            cfg.data[key] = value
 
 
 def evaluate(cfg: DictConfig) -> dict[str, float]:
     check_ranges(cfg)
     if cfg.get("seed") is not None:
         pl.seed_everything(cfg.seed, workers=True)
-    datamodule = instantiate(cfg.data)
+    saved = TextEncoder.from_dict(read_checkpoint(cfg.ckpt_path)[DATAMODULE_KEY])
+    use_checkpoint_text_settings(cfg, saved)
+    datamodule = build(cfg.data)
     log.info("review files: %s and %s", *datamodule.review_files())
     datamodule.prepare_data()
     datamodule.setup("test")
-    checkpoint = torch.load(cfg.ckpt_path, map_location="cpu", weights_only=True)
-    saved = checkpoint.get(type(datamodule).__qualname__, {})
-    if saved.get("vocab") and saved["vocab"] != datamodule.vocab.itos:
-        raise ValueError(
-            f"{cfg.ckpt_path} was trained with another vocabulary than data.* builds now: "
-            "use the data settings of its training run (see its .hydra/config.yaml)"
+    if datamodule.vocab.itos != saved.vocab.itos:
+        raise ConfigValueError(
+            f"{cfg.ckpt_path} was trained with another vocabulary than data.* builds now "
+            "(other review files, data.min_freq or data.max_vocab_size?): use the data settings "
+            "of its training run (see its .hydra/config.yaml)"
         )
     model = SentimentModule.load_from_checkpoint(cfg.ckpt_path, map_location="cpu")
     trainer = instantiate(cfg.trainer, logger=instantiate_all(cfg.get("logger")) or False)

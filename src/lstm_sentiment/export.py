@@ -28,6 +28,7 @@ from lstm_sentiment.config import CONFIG_DIR
 from lstm_sentiment.data.files import ReviewFileError, find_review_file
 from lstm_sentiment.data.reviews import read_reviews
 from lstm_sentiment.data.vocab import PAD_ID, UNK_ID
+from lstm_sentiment.errors import USER_ERRORS
 from lstm_sentiment.inference import InferenceError, Predictor, load_predictor
 from lstm_sentiment.models.components.lstm import LSTMClassifier
 
@@ -129,10 +130,10 @@ def vocab_path(path: Path) -> Path:
 
 
 def write_vocab(predictor: Predictor, path: Path) -> None:
+    """The checkpoint's text encoder as it saved it (``TextEncoder.from_dict`` reads it back),
+    plus what a server needs to know about the model's inputs and output."""
     info = {
-        "vocab": predictor.vocab.itos,
-        "pipeline": predictor.pipeline.to_dict(),
-        "max_len": predictor.max_len,
+        **predictor.encoder.to_dict(),
         "pad_id": PAD_ID,
         "unk_id": UNK_ID,
         "inputs": {"ids": "int64 [batch, time], right-padded", "lengths": "int64 [batch]"},
@@ -192,7 +193,7 @@ def main(cfg: DictConfig) -> None:
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
     try:
         export(cfg)
-    except (InferenceError, ReviewFileError, OSError) as e:
+    except (*USER_ERRORS, OSError) as e:  # OSError: a file it cannot read or write
         print(f"error: {e}", file=sys.stderr)
         sys.exit(1)
 

@@ -1,7 +1,8 @@
 """A trained checkpoint as a text -> probability function, shared by ``predict`` and ``export``.
 
-Everything comes from the checkpoint: the network from its hyperparameters, the vocabulary and
-the text settings from the DataModule state saved beside them. No data files, no Lightning.
+Everything comes from the checkpoint: the network from its hyperparameters, the text encoder
+(text settings, vocabulary, ``max_len``) from the DataModule state saved beside them. No data
+files, no Lightning.
 """
 
 from __future__ import annotations
@@ -15,8 +16,7 @@ import numpy as np
 import torch
 
 from lstm_sentiment.data.batching import pad_batch
-from lstm_sentiment.data.text import TextPipeline
-from lstm_sentiment.data.vocab import UNK, Vocabulary
+from lstm_sentiment.data.encoder import TextEncoder
 from lstm_sentiment.models.components.lstm import LSTMClassifier
 
 DATAMODULE_KEY = "ReviewDataModule"  # where ReviewDataModule.state_dict() lands in a checkpoint
@@ -50,19 +50,12 @@ class Predictor:
     """The network plus what turns text into its input, exactly as in training."""
 
     net: LSTMClassifier
-    pipeline: TextPipeline
-    vocab: Vocabulary
-    max_len: int
+    encoder: TextEncoder
     device: torch.device
-
-    def tokens(self, text: str) -> list[str]:
-        # as the cache does it: truncated to max_len, and an all-punctuation review is one _UNK
-        return self.pipeline(text)[: self.max_len] or [UNK]
 
     def batch(self, texts: list[str]) -> dict[str, torch.Tensor]:
         """``ids`` [B, T] and ``lengths`` [B], padded as the training batches are."""
-        items = [(np.asarray(self.vocab.encode(self.tokens(t)), np.int64), 0) for t in texts]
-        return pad_batch(items)
+        return pad_batch([(np.asarray(self.encoder.encode(t), np.int64), 0) for t in texts])
 
     @torch.inference_mode()
     def probabilities(self, texts: list[str]) -> list[float]:
@@ -75,8 +68,8 @@ class Predictor:
     def per_token(self, text: str) -> tuple[list[str], list[float]]:
         """The review's tokens and the positive probability after each; the last one is the
         review's probability."""
-        tokens = self.tokens(text)
-        ids = torch.tensor([self.vocab.encode(tokens)], device=self.device)
+        tokens = self.encoder.tokens(text)
+        ids = torch.tensor([self.encoder.vocab.encode(tokens)], device=self.device)
         try:
             logits = self.net.per_token_logits(ids)[0]
         except ValueError as e:  # a bidirectional network has no left-to-right reading
@@ -137,19 +130,16 @@ def load_predictor(path: str | Path, device: str = "cpu") -> Predictor:
             f"{path}: a checkpoint of another model type ({_first_line(e)})"
         ) from None
     try:
-        vocab = Vocabulary(saved["vocab"])
-        pipeline = TextPipeline(**saved["pipeline"])
+        encoder = TextEncoder.from_dict(saved)
     except (TypeError, ValueError, LookupError) as e:
         raise CheckpointError(f"{path}: unusable text settings ({_first_line(e)})") from None
-    if len(vocab) != net.embedding.num_embeddings:
+    if len(encoder.vocab) != net.embedding.num_embeddings:
         raise CheckpointError(
-            f"{path}: its vocabulary ({len(vocab)} words) does not fit its embedding "
+            f"{path}: its vocabulary ({len(encoder.vocab)} words) does not fit its embedding "
             f"({net.embedding.num_embeddings} rows)"
         )
     torch_device = pick_device(device)
-    return Predictor(
-        net.to(torch_device).eval(), pipeline, vocab, int(saved["max_len"]), torch_device
-    )
+    return Predictor(net.to(torch_device).eval(), encoder, torch_device)
 
 
 def build_network(hparams: dict, state_dict: dict) -> LSTMClassifier:

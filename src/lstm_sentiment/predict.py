@@ -25,49 +25,18 @@ import torch
 from omegaconf import DictConfig
 
 from lstm_sentiment.config import CONFIG_DIR
-from lstm_sentiment.data.files import ReviewFileError
-from lstm_sentiment.data.reviews import ReadStats, open_binary, read_reviews
+from lstm_sentiment.data.reviews import FORMATS, read_input_file, read_lines
 from lstm_sentiment.data.vocab import UNK_ID
-from lstm_sentiment.inference import InferenceError, InputError, Predictor, load_predictor
+from lstm_sentiment.errors import USER_ERRORS
+from lstm_sentiment.inference import InputError, Predictor, load_predictor
 
 log = logging.getLogger("lstm_sentiment.predict")
 
-INPUT_FORMATS = ("auto", "lines", "fasttext", "csv")
+INPUT_FORMATS = ("auto", "lines", *FORMATS)
 Review = tuple[str, int | None]  # text, and its label when the input file had one
 
 
 # -- reading reviews ----------------------------------------------------------------------------
-
-
-def read_lines(stream: IO[bytes], name: str) -> Iterator[Review]:
-    """One review per non-blank line; a line that is not UTF-8 stops the read, naming it."""
-    for lineno, raw in enumerate(stream, 1):
-        try:
-            text = raw.decode("utf-8").strip()
-        except UnicodeDecodeError as e:
-            raise InputError(f"{name}: line {lineno} is not UTF-8 (byte {e.start})") from None
-        if text:
-            yield text, None
-
-
-def read_review_file(path: str, fmt: str) -> Iterator[Review]:
-    """A fastText or CSV review file, through the training reader: same ``title: body`` text."""
-    stats = ReadStats(path)
-    for label, text in read_reviews(path, fmt, stats):
-        if stats.bad:
-            break
-        yield text, label
-    if stats.bad:  # the reader skips bad records; here each review must get its prediction
-        raise InputError(stats.summary())
-
-
-def detect_input_format(path: str) -> str:
-    """``csv`` by name, ``fasttext`` when the first line starts with ``__label__``, else lines."""
-    if ".csv" in Path(path).name.lower():
-        return "csv"
-    with open_binary(path) as f:
-        first = next((line for line in f if line.strip()), b"")
-    return "fasttext" if first.startswith(b"__label__") else "lines"
 
 
 def read_input(cfg: DictConfig, texts: Iterable[str], stdin: IO[bytes]) -> Iterator[Review]:
@@ -85,21 +54,13 @@ def read_input(cfg: DictConfig, texts: Iterable[str], stdin: IO[bytes]) -> Itera
             raise InputError(
                 "no reviews given: pass text=REVIEW, input=FILE, or pipe reviews to stdin"
             )
-        return read_lines(stdin, "stdin")
+        return ((text, None) for text in read_lines(stdin, "stdin"))
     if not Path(source).is_file():
         raise InputError(f"{source}: no such input file")
     fmt = cfg.get("input_format", "auto")
     if fmt not in INPUT_FORMATS:
         raise InputError(f"input_format must be one of {INPUT_FORMATS}, got {fmt!r}")
-    fmt = detect_input_format(source) if fmt == "auto" else fmt
-    if fmt == "lines":
-        return _read_lines_file(source)
-    return read_review_file(source, fmt)
-
-
-def _read_lines_file(path: str) -> Iterator[Review]:
-    with open_binary(path) as f:
-        yield from read_lines(f, path)
+    return read_input_file(source, fmt)
 
 
 def batches(items: Iterable, size: int) -> Iterator[list]:
@@ -114,7 +75,7 @@ def batches(items: Iterable, size: int) -> Iterator[list]:
 def per_token_table(predictor: Predictor, tokens: list[str], probs: list[float]) -> str:
     """One row per token: its probability, a bar, and notes on unknown words and on where the
     prediction flips."""
-    unknown = [i == UNK_ID for i in predictor.vocab.encode(tokens)]
+    unknown = [i == UNK_ID for i in predictor.encoder.vocab.encode(tokens)]
     width = max(len(t) for t in tokens)
     rows = [f"{'#':>4}  {'token':<{width}}  p(pos)"]
     for i, (tok, p, unk) in enumerate(zip(tokens, probs, unknown, strict=True)):
@@ -217,7 +178,7 @@ def main() -> None:
             predict(cfg, texts)
         except BrokenPipeError:  # `... | head`: the reader left, which is not an error
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        except (InferenceError, ReviewFileError, OSError) as e:
+        except (*USER_ERRORS, OSError) as e:  # OSError: an input or output file it cannot use
             print(f"error: {e}", file=sys.stderr)
             sys.exit(1)
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import sys
 
 import hydra
 import lightning.pytorch as pl
@@ -12,21 +11,14 @@ from hydra.types import RunMode
 from hydra.utils import instantiate
 from omegaconf import DictConfig
 
-from lstm_sentiment.callbacks.hparams import log_hparams_with_metrics
-from lstm_sentiment.callbacks.time_estimate import TrainingTooLong
-from lstm_sentiment.callbacks.trials import check_one_process_per_trial, write_job_result
-from lstm_sentiment.config import CONFIG_DIR, ConfigValueError, check_ranges
-from lstm_sentiment.data.files import ReviewFileError
-from lstm_sentiment.models.components.embeddings import EmbeddingsError, init_embeddings
+from lstm_sentiment.config import CONFIG_DIR, build, check_ranges, instantiate_all
+from lstm_sentiment.data.vectors import load_vectors
+from lstm_sentiment.data.vocab import Vocabulary
+from lstm_sentiment.errors import exit_on_user_error
+from lstm_sentiment.records.hparams import log_hparams_with_metrics
+from lstm_sentiment.records.trials import check_one_process_per_trial, write_job_result
 
 log = logging.getLogger(__name__)
-
-
-def instantiate_all(group: DictConfig | None) -> list:
-    """Each entry of a config group like ``callbacks`` or ``logger`` that names a ``_target_``."""
-    if not group:
-        return []
-    return [instantiate(c) for c in group.values() if isinstance(c, DictConfig) and "_target_" in c]
 
 
 def train(cfg: DictConfig) -> tuple[dict[str, float], pl.Trainer]:
@@ -34,12 +26,12 @@ def train(cfg: DictConfig) -> tuple[dict[str, float], pl.Trainer]:
     check_ranges(cfg)
     if cfg.get("seed") is not None:
         pl.seed_everything(cfg.seed, workers=True)
-    datamodule = instantiate(cfg.data)
+    datamodule = build(cfg.data)
     log.info("review files: %s and %s", *datamodule.review_files())
     # tokenize + cache now: the model's embedding table needs the vocabulary's size
     datamodule.prepare_data()
-    model = instantiate(cfg.model, vocab_size=datamodule.vocab_size)
-    init_embeddings(model, datamodule.vocab)  # pretrained vectors, if model.embeddings.path is set
+    model = build(cfg.model, vocab_size=datamodule.vocab_size)
+    load_pretrained_vectors(model, datamodule.vocab)
     loggers = instantiate_all(cfg.get("logger"))
     trainer = instantiate(
         cfg.trainer, callbacks=instantiate_all(cfg.get("callbacks")), logger=loggers or False
@@ -64,21 +56,16 @@ def train(cfg: DictConfig) -> tuple[dict[str, float], pl.Trainer]:
     return metrics, trainer
 
 
-# Errors whose message says what to fix: shown as one line, since a traceback would bury it.
-USER_ERRORS = (
-    ReviewFileError,
-    ConfigValueError,
-    FloatingPointError,
-    LookupError,
-    EmbeddingsError,
-    TrainingTooLong,
-)
+def load_pretrained_vectors(model: pl.LightningModule, vocab: Vocabulary) -> None:
+    """``model.embeddings.path``: copy its vectors into the embedding rows of known words.
 
-
-def exit_on_user_error(error: BaseException) -> None:
-    if isinstance(error, USER_ERRORS):
-        print(f"error: {error}", file=sys.stderr)
-        sys.exit(1)
+    Only the rows are filled (a checkpoint then carries them); freezing follows the hparam in the
+    module itself, so a reloaded checkpoint stays frozen.
+    """
+    path = (model.hparams.get("embeddings") or {}).get("path")
+    if path:
+        found = load_vectors(model.net.embedding, vocab, path)
+        log.info("%d of %d vocabulary words found in %s", found, len(vocab), path)
 
 
 def optimized_value(metrics: dict[str, float], name: str | None) -> float | None:

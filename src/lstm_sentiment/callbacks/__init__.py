@@ -1,2 +1,1 @@
-"""Monitoring and sweep bookkeeping: TensorBoard extras (Lightning callback), the HPARAMS record,
-each trial's result file and the sweep summary (Hydra callback)."""
+"""Lightning callbacks: TensorBoard extras, test accuracy by review length, LSTM gate statistics."""

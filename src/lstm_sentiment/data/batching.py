@@ -42,8 +42,9 @@ def pad_batch(
     return {"ids": ids, "lengths": lengths.clamp(max=width), "labels": labels}
 
 
-class FixedLengthCollate:
-    """Picklable ``pad_batch`` with a fixed width (for the fixed-padding comparison)."""
+class PadCollate:
+    """Picklable ``pad_batch``: to each batch's longest review, or to a fixed width (``fixed_len``,
+    for the fixed-padding comparison)."""
 
     def __init__(self, fixed_len: int | None):
         self.fixed_len = fixed_len

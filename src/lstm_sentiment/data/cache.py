@@ -13,6 +13,7 @@ crash mid-build leaves nothing that later loads; a cache that fails its checks i
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import itertools
 import json
@@ -35,9 +36,9 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
+from lstm_sentiment.data.encoder import TextEncoder
 from lstm_sentiment.data.reviews import ReadStats, read_reviews
 from lstm_sentiment.data.sampling import balanced_sample
-from lstm_sentiment.data.text import TextPipeline
 from lstm_sentiment.data.vocab import PAD, UNK, UNK_ID, Vocabulary
 
 CACHE_VERSION = 1
@@ -56,21 +57,20 @@ class CacheSpec:
 
     train_path: str
     test_path: str
-    pipeline: TextPipeline
-    max_len: int = 200
-    min_freq: int = 2
-    max_vocab_size: int | None = None
-    file_format: str = "auto"
-    max_train_reviews: int | None = None  # a seeded, class-balanced subset of the train file
-    sample_seed: int = 0
+    encoder: TextEncoder  # its text settings and max_len; the cache builds its vocabulary
+    min_freq: int
+    max_vocab_size: int | None
+    file_format: str
+    max_train_reviews: int | None  # a seeded, class-balanced subset of the train file ...
+    sample_seed: int  # ... drawn with this seed
 
     def key(self) -> str:
         blob = json.dumps(
             {
                 "version": CACHE_VERSION,
                 "files": [file_identity(self.train_path), file_identity(self.test_path)],
-                "pipeline": self.pipeline.to_dict(),
-                "max_len": self.max_len,
+                "pipeline": self.encoder.pipeline.to_dict(),
+                "max_len": self.encoder.max_len,
                 "min_freq": self.min_freq,
                 "max_vocab_size": self.max_vocab_size,
                 "file_format": self.file_format,
@@ -119,26 +119,29 @@ class EncodedSplit:
 # building
 
 
-def _encode_chunk(pipeline: TextPipeline, max_len: int, texts: list[str]):
-    """Tokenize a chunk with chunk-local ids, so only each distinct token crosses processes.
+def _encode_chunk(encoder: TextEncoder, chunk: tuple[list, list[str]]):
+    """Tokenize a chunk's texts with chunk-local ids, so only each distinct token crosses
+    processes.
 
-    Returns the chunk's distinct tokens, the truncated local ids, lengths, and per-token counts
-    over the whole (untruncated) reviews, which is what the vocabulary counts.
+    Returns the chunk's distinct tokens, the local ids the network reads, their lengths, and
+    per-token counts over the whole reviews (cut-off tokens too), which is what the vocabulary
+    counts.
     """
-    tokens: list[str] = []
-    full_lengths = np.empty(len(texts), np.int64)
+    texts = chunk[1]
+    kept: list[str] = []
+    cut: list[str] = []
+    lengths = np.empty(len(texts), np.int64)
     for i, text in enumerate(texts):
-        review = pipeline(text) or [UNK]  # an all-punctuation review still gets one step
-        tokens += review
-        full_lengths[i] = len(review)
+        read, rest = encoder.split_tokens(text)
+        kept += read
+        cut += rest
+        lengths[i] = len(read)
     # a missing token gets the next id, all inside C (a Python loop per token costs 3x more)
     local: defaultdict[str, int] = defaultdict(itertools.count().__next__)
-    ids = np.fromiter(map(local.__getitem__, tokens), np.int32, len(tokens))
-    counts = np.bincount(ids, minlength=len(local))
-    # keep each review's first max_len ids
-    starts = np.repeat(np.cumsum(full_lengths) - full_lengths, full_lengths)
-    kept = ids[np.arange(len(ids)) - starts < max_len]
-    return list(local), kept, np.minimum(full_lengths, max_len), counts
+    ids = np.fromiter(map(local.__getitem__, kept), np.int32, len(kept))
+    cut_ids = np.fromiter(map(local.__getitem__, cut), np.int32, len(cut))
+    counts = np.bincount(np.concatenate([ids, cut_ids]), minlength=len(local))
+    return list(local), ids, lengths, counts
 
 
 def _chunks(records: Iterable[tuple[int, str]], size: int) -> Iterator[tuple[list, list]]:
@@ -171,21 +174,11 @@ def _ordered_map(pool: Executor | None, fn: Callable, items: Iterable, window: i
         yield done_item, fut.result()
 
 
-class _ChunkEncoder:
-    """Picklable ``labels, texts -> encoded chunk`` for the worker processes."""
-
-    def __init__(self, pipeline: TextPipeline, max_len: int):
-        self.pipeline, self.max_len = pipeline, max_len
-
-    def __call__(self, chunk: tuple[list, list]):
-        return _encode_chunk(self.pipeline, self.max_len, chunk[1])
-
-
 def build_cache(
     spec: CacheSpec,
     cache_root: str | Path,
-    workers: int | None = None,
-    max_bad_fraction: float = 0.01,
+    workers: int | None,
+    max_bad_fraction: float,
     progress: bool = True,
 ) -> Path:
     """Build the cache for ``spec`` under ``cache_root`` unless a valid one is there; return its
@@ -239,7 +232,7 @@ def _build_into(tmp: Path, spec: CacheSpec, workers: int, max_bad_fraction: floa
     provisional = {PAD: 0, UNK: 1}  # every distinct token of the training split
     counts = np.zeros(1 << 16, np.int64)  # training-split counts by provisional id
     meta: dict = {"version": CACHE_VERSION, "spec_key": spec.key(), "splits": {}}
-    encoder = _ChunkEncoder(spec.pipeline, spec.max_len)
+    encoder = functools.partial(_encode_chunk, spec.encoder)  # picklable, for the workers
     pool = ProcessPoolExecutor(workers, mp_context=get_context("spawn")) if workers > 1 else None
     columns = (
         TextColumn("[bold]{task.description}"),

@@ -9,13 +9,12 @@ import lightning.pytorch as pl
 import numpy as np
 from torch.utils.data import DataLoader
 
-from lstm_sentiment.data.batching import BucketBatchSampler, FixedLengthCollate, ReviewDataset
+from lstm_sentiment.data.batching import BucketBatchSampler, PadCollate, ReviewDataset
 from lstm_sentiment.data.cache import CacheError, CacheSpec, build_cache, load_cache
+from lstm_sentiment.data.encoder import TextEncoder
 from lstm_sentiment.data.files import find_review_file
 from lstm_sentiment.data.text import TextPipeline
 from lstm_sentiment.data.vocab import Vocabulary
-
-VAL_SOURCES = ("train", "test_half")
 
 
 class ReviewDataModule(pl.LightningDataModule):
@@ -25,45 +24,46 @@ class ReviewDataModule(pl.LightningDataModule):
     cache memory-mapped on every process and splits off validation: a seeded ``val_fraction`` of
     the training file (default: the test file stays untouched until the end) or, as the reference
     recipe did, the first half of the test file (``val_source=test_half``).
+
+    The arguments are ``data.*`` of conf/data/amazon_polarity.yaml, which holds their defaults
+    and whose schema (``config.DataSchema``) checks them.
     """
 
     def __init__(
         self,
+        *,
         data_dir: str,
-        train_file: str | None = None,
-        test_file: str | None = None,
-        file_format: str = "auto",
-        lowercase: bool = True,
-        replace_digits: bool = True,
-        replace_urls: bool = True,
-        tokenizer: str = "wordpunct",
-        max_len: int = 200,
-        min_freq: int = 2,
-        max_vocab_size: int | None = None,
-        max_train_reviews: int | None = None,
-        val_source: str = "train",
-        val_fraction: float = 0.1,
-        split_seed: int = 0,
-        batch_size: int = 64,
-        eval_batch_size: int | None = None,
-        bucket: bool = True,
-        pool_batches: int = 50,
-        fixed_padding: bool = False,
-        num_workers: int = 0,
-        preprocess_workers: int | None = None,
-        cache_dir: str = ".cache/reviews",
-        max_bad_fraction: float = 0.01,
-        progress: bool = True,
+        train_file: str | None,
+        test_file: str | None,
+        file_format: str,
+        lowercase: bool,
+        replace_digits: bool,
+        replace_urls: bool,
+        tokenizer: str,
+        max_len: int,
+        min_freq: int,
+        max_vocab_size: int | None,
+        max_train_reviews: int | None,
+        val_source: str,
+        val_fraction: float,
+        split_seed: int,
+        batch_size: int,
+        eval_batch_size: int | None,
+        bucket: bool,
+        pool_batches: int,
+        fixed_padding: bool,
+        num_workers: int,
+        preprocess_workers: int | None,
+        cache_dir: str,
+        max_bad_fraction: float,
+        progress: bool,
     ):
         super().__init__()
-        if val_source not in VAL_SOURCES:
-            raise ValueError(f"data.val_source must be one of {VAL_SOURCES}, got {val_source!r}")
-        if not 0 < val_fraction < 1:
-            raise ValueError(f"data.val_fraction must be in (0, 1), got {val_fraction}")
         self.data_dir, self.train_file, self.test_file = data_dir, train_file, test_file
         self.file_format = file_format
-        self.pipeline = TextPipeline(lowercase, replace_digits, replace_urls, tokenizer)
-        self.max_len, self.min_freq, self.max_vocab_size = max_len, min_freq, max_vocab_size
+        pipeline = TextPipeline(lowercase, replace_digits, replace_urls, tokenizer)
+        self.encoder = TextEncoder(pipeline, max_len)  # its vocabulary comes with the cache
+        self.min_freq, self.max_vocab_size = min_freq, max_vocab_size
         self.max_train_reviews = max_train_reviews
         self.val_source, self.val_fraction, self.split_seed = val_source, val_fraction, split_seed
         self.batch_size = batch_size
@@ -71,8 +71,11 @@ class ReviewDataModule(pl.LightningDataModule):
         self.bucket, self.pool_batches, self.fixed_padding = bucket, pool_batches, fixed_padding
         self.num_workers, self.preprocess_workers = num_workers, preprocess_workers
         self.cache_dir, self.max_bad_fraction, self.progress = cache_dir, max_bad_fraction, progress
-        self.vocab: Vocabulary | None = None
         self.datasets: dict[str, ReviewDataset] = {}
+
+    @property
+    def vocab(self) -> Vocabulary | None:
+        return self.encoder.vocab
 
     # -- cache ------------------------------------------------------------------------------
 
@@ -88,8 +91,7 @@ class ReviewDataModule(pl.LightningDataModule):
         return CacheSpec(
             train_path=str(train_path),
             test_path=str(test_path),
-            pipeline=self.pipeline,
-            max_len=self.max_len,
+            encoder=TextEncoder(self.encoder.pipeline, self.encoder.max_len),  # no vocabulary
             min_freq=self.min_freq,
             max_vocab_size=self.max_vocab_size,
             file_format=self.file_format,
@@ -117,7 +119,7 @@ class ReviewDataModule(pl.LightningDataModule):
     @property
     def vocab_size(self) -> int:
         if self.vocab is None:
-            self.vocab = self._load()[0]
+            self.encoder = self.encoder.with_vocab(self._load()[0])
         return len(self.vocab)
 
     # -- splits -----------------------------------------------------------------------------
@@ -126,7 +128,7 @@ class ReviewDataModule(pl.LightningDataModule):
         if self.datasets:
             return
         vocab, splits = self._load()
-        self.vocab = vocab
+        self.encoder = self.encoder.with_vocab(vocab)
         train, test = splits["train"], splits["test"]
         if self.val_source == "train":
             order = np.random.default_rng(self.split_seed).permutation(len(train))
@@ -164,7 +166,7 @@ class ReviewDataModule(pl.LightningDataModule):
         return DataLoader(
             dataset,
             batch_sampler=sampler,
-            collate_fn=FixedLengthCollate(self.max_len if self.fixed_padding else None),
+            collate_fn=PadCollate(self.encoder.max_len if self.fixed_padding else None),
             num_workers=self.num_workers,
             persistent_workers=self.num_workers > 0,
         )
@@ -181,15 +183,9 @@ class ReviewDataModule(pl.LightningDataModule):
     # -- checkpoint -------------------------------------------------------------------------
 
     def state_dict(self) -> dict[str, Any]:
-        """What prediction needs to turn text into ids: saved in every checkpoint."""
-        if self.vocab is None:
-            return {}
-        return {
-            "vocab": self.vocab.itos,
-            "pipeline": self.pipeline.to_dict(),
-            "max_len": self.max_len,
-        }
+        """The text encoder, which prediction and eval need: saved in every checkpoint."""
+        return self.encoder.to_dict() if self.vocab is not None else {}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         if state:
-            self.vocab = Vocabulary(state["vocab"])
+            self.encoder = TextEncoder.from_dict(state)

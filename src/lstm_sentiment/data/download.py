@@ -34,7 +34,7 @@ from rich.progress import (
     TransferSpeedColumn,
 )
 
-from lstm_sentiment.data.files import DOWNLOAD_DIR, FULL_SET_DIR
+from lstm_sentiment.data.files import DOWNLOAD_DIR, FULL_SET_DIR, FULL_SET_FILES
 
 DEFAULT_URL = "https://s3.amazonaws.com/fast-ai-nlp/amazon_review_polarity_csv.tgz"
 # Whole-file sha256 and size published for exactly this URL by Hugging Face `datasets`
@@ -44,7 +44,7 @@ DEFAULT_URL = "https://s3.amazonaws.com/fast-ai-nlp/amazon_review_polarity_csv.t
 DEFAULT_SHA256 = "d2a3ee7a214497a5d1b8eaed7c8d7ba2737de00ada3b0ec46243983efa100361"
 DEFAULT_SIZE = 688_339_454
 EXTRACTED = FULL_SET_DIR.name  # the folder the archive unpacks to, inside --dest
-SPLITS = ("train.csv", "test.csv")
+SPLITS = FULL_SET_FILES
 CHUNK = 1 << 20
 TIMEOUT_S = 60  # per socket operation, not for the whole (~650 MiB) transfer
 _HEX_LEN = {"md5": 32, "sha256": 64}

@@ -17,9 +17,10 @@ NAMES = {
 
 ENV_VAR = "REVIEWS_DIR"
 # `make data` (python -m lstm_sentiment.data.download) downloads into DOWNLOAD_DIR; the archive
-# unpacks to FULL_SET_DIR.
+# unpacks to FULL_SET_DIR, holding FULL_SET_FILES (Xiang Zhang's CSV copy).
 DOWNLOAD_DIR = PROJECT_ROOT / "data"
 FULL_SET_DIR = DOWNLOAD_DIR / "amazon_review_polarity_csv"
+FULL_SET_FILES = ("train.csv", "test.csv")
 # the real 9,459 / 1,984 review sample the repository ships (data/sample/README.md)
 SAMPLE_DIR = PROJECT_ROOT / "data" / "sample"
 

@@ -21,6 +21,7 @@ from pathlib import Path
 
 from lstm_sentiment.data.files import HOW_TO_GET_DATA, ReviewFileError
 
+FORMATS = ("fasttext", "csv")  # labelled review files; predict also reads plain "lines"
 FASTTEXT_LABELS = {"__label__1": 0, "__label__2": 1}
 CSV_LABELS = {"1": 0, "2": 1}
 # Real reviews are under ~1,000 characters; a multi-megabyte "line" is a broken file, not a review.
@@ -55,9 +56,17 @@ class ReadStats:
             )
 
 
-def detect_format(path: str | Path) -> str:
-    """``csv`` when the name says so (``train.csv``, ``test.csv.gz``), else ``fasttext``."""
-    return "csv" if ".csv" in Path(path).name.lower() else "fasttext"
+def detect_format(path: str | Path, lines: bool = False) -> str:
+    """``csv`` when the file name holds ``.csv`` (plain or compressed), else ``fasttext``; with
+    ``lines=True`` (input to predict), ``lines`` when the first line has no ``__label__``."""
+    if ".csv" in Path(path).name.lower():
+        return "csv"
+    if lines:
+        with open_binary(path) as f:
+            first = next((line for line in f if line.strip()), b"")
+        if not first.startswith(b"__label__"):
+            return "lines"
+    return "fasttext"
 
 
 def open_binary(path: str | Path) -> io.BufferedIOBase:
@@ -80,8 +89,8 @@ def read_reviews(
     """
     stats = stats if stats is not None else ReadStats(str(path))
     fmt = detect_format(path) if fmt == "auto" else fmt
-    if fmt not in ("fasttext", "csv"):
-        raise ValueError(f"unknown review file format {fmt!r}: use auto, fasttext or csv")
+    if fmt not in FORMATS:
+        raise ValueError(f"unknown review file format {fmt!r}: use auto or one of {FORMATS}")
     records = _fasttext_records if fmt == "fasttext" else _csv_records
     try:
         with open_binary(path) as f:
@@ -153,3 +162,38 @@ def _csv_records(f: io.BufferedIOBase, stats: ReadStats) -> Iterator[tuple[int, 
             stats.add_bad(start, f"review of {len(text):,} characters")
         else:
             yield CSV_LABELS[label.strip()], text
+
+
+# ---------------------------------------------------------------------------------------------
+# reviews to predict: every one must get its prediction, so a bad line is an error, not skipped
+
+
+def read_lines(stream: io.BufferedIOBase, name: str) -> Iterator[str]:
+    """One review per non-blank line; a line that is not UTF-8 stops the read, naming it."""
+    for lineno, raw in enumerate(stream, 1):
+        try:
+            text = raw.decode("utf-8").strip()
+        except UnicodeDecodeError as e:
+            raise ReviewFileError(f"{name}: line {lineno} is not UTF-8 (byte {e.start})") from None
+        if text:
+            yield text
+
+
+def read_input_file(path: str | Path, fmt: str) -> Iterator[tuple[str, int | None]]:
+    """``(text, label)`` for each review of a file to predict; label None for plain lines.
+
+    ``fmt``: ``auto`` (see ``detect_format``), ``lines``, or one of ``FORMATS``, read by the
+    training reader (same ``title: body`` text).
+    """
+    fmt = detect_format(path, lines=True) if fmt == "auto" else fmt
+    if fmt == "lines":
+        with open_binary(path) as f:
+            yield from ((text, None) for text in read_lines(f, str(path)))
+        return
+    stats = ReadStats(str(path))
+    for label, text in read_reviews(path, fmt, stats):
+        if stats.bad:
+            break
+        yield text, label
+    if stats.bad:
+        raise ReviewFileError(stats.summary())

@@ -40,14 +40,15 @@ PUNKT_HELP = (
 
 @dataclass(frozen=True)
 class TextPipeline:
-    """Every setting that turns a review into tokens; it travels in checkpoints as a dict."""
+    """Every setting that turns a review into tokens (``data.*`` keys of the same names)."""
 
-    lowercase: bool = True
-    replace_digits: bool = True
-    replace_urls: bool = True
-    tokenizer: str = "wordpunct"
+    lowercase: bool
+    replace_digits: bool
+    replace_urls: bool
+    tokenizer: str
 
     def __post_init__(self) -> None:
+        # the config checks this at composition; a checkpoint's dict is checked here
         if self.tokenizer not in TOKENIZERS:
             raise ValueError(f"unknown tokenizer {self.tokenizer!r}: choose one of {TOKENIZERS}")
         if self.tokenizer == "punkt":

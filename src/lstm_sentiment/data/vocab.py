@@ -21,7 +21,7 @@ class Vocabulary:
 
     @classmethod
     def from_counts(
-        cls, counts: Mapping[str, int], min_freq: int = 2, max_size: int | None = None
+        cls, counts: Mapping[str, int], min_freq: int, max_size: int | None = None
     ) -> Vocabulary:
         """Most frequent first (ties by token, so builds are reproducible); ``max_size`` counts
         the two special tokens."""

@@ -8,7 +8,6 @@ splitting. Rows of words the file lacks keep their random initialization; the pa
 from __future__ import annotations
 
 import gzip
-import logging
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -16,8 +15,6 @@ import torch
 from torch import nn
 
 from lstm_sentiment.data.vocab import PAD_ID, Vocabulary
-
-log = logging.getLogger(__name__)
 
 
 class EmbeddingsError(ValueError):
@@ -93,17 +90,3 @@ def load_vectors(embedding: nn.Embedding, vocab: Vocabulary, path: str | Path) -
         rows = torch.tensor(list(found), dtype=torch.long)
         embedding.weight[rows] = torch.tensor(list(found.values()), dtype=embedding.weight.dtype)
     return len(found)
-
-
-def init_embeddings(model, vocab: Vocabulary) -> int | None:
-    """Apply ``model.hparams.embeddings`` (``{path, freeze}``) to a fresh SentimentModule.
-
-    Freezing is the module's own job (it follows the hparam, so it survives a checkpoint reload);
-    this only fills the rows, which a checkpoint then carries.
-    """
-    path = (model.hparams.get("embeddings") or {}).get("path")
-    if not path:
-        return None
-    found = load_vectors(model.net.embedding, vocab, path)
-    log.info("%d of %d vocabulary words found in %s", found, len(vocab), path)
-    return found

@@ -7,6 +7,7 @@ from logging a placeholder at the start). The metric columns are the ``hp/*`` sc
 
 from __future__ import annotations
 
+from enum import Enum
 from typing import Any
 
 from lightning.pytorch.loggers import Logger, TensorBoardLogger
@@ -39,7 +40,9 @@ def flat_hparams(cfg: DictConfig, keys: tuple[str, ...] = HPARAM_KEYS) -> dict[s
     for key in keys:
         value = OmegaConf.select(cfg, key, default=_ABSENT)
         if isinstance(value, DictConfig):
-            flat.update(_flatten(OmegaConf.to_container(value, resolve=True), key))
+            flat.update(
+                _flatten(OmegaConf.to_container(value, resolve=True, enum_to_str=True), key)
+            )
         elif value is not _ABSENT:
             flat[key] = _plain(value)
     return flat
@@ -58,6 +61,8 @@ def _flatten(tree: dict, prefix: str) -> dict[str, Any]:
 
 
 def _plain(value: Any) -> Any:
+    if isinstance(value, Enum):  # a choice (config.choice)
+        return value.value
     return value if isinstance(value, bool | int | float | str) else str(value)
 
 

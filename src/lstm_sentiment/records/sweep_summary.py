@@ -19,7 +19,7 @@ from hydra.core.utils import JobReturn
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
-from lstm_sentiment.callbacks.trials import read_job_result
+from lstm_sentiment.records.trials import read_job_result
 
 # metrics worth a column: the final validation and test numbers
 METRIC_PREFIXES = ("val/", "test/")
