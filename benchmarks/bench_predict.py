@@ -93,7 +93,7 @@ def main() -> None:
         ckpt = args.ckpt or train_quickly(Path(tmp))
         predictor = load_predictor(ckpt, "cpu")
         session = onnx_session(predictor, Path(tmp), args.threads)
-        hp = torch.load(ckpt, map_location="cpu", weights_only=True)["hyper_parameters"]
+        net = torch.load(ckpt, map_location="cpu", weights_only=True)["hyper_parameters"]["net"]
     test_file = find_review_file(SAMPLE_DIR, "test")
     texts = [text for _, text in islice(read_reviews(test_file), args.reviews)]
 
@@ -104,8 +104,8 @@ def main() -> None:
 
     print(
         f"{len(texts)} reviews of {test_file}, {args.threads} thread(s), "
-        f"{hp['rnn_type']} {hp['num_layers']}x{hp['hidden_size']}, embedding "
-        f"{hp['embedding_dim']}, vocabulary {len(predictor.encoder.vocab):,}, "
+        f"{net['rnn_type']} {net['num_layers']}x{net['hidden_size']}, embedding "
+        f"{net['embedding_dim']}, vocabulary {len(predictor.encoder.vocab):,}, "
         f"max_len {predictor.encoder.max_len}\n"
     )
     print("| batch size | text -> ids only | PyTorch eager | ONNX Runtime | ONNX / PyTorch |")

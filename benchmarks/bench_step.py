@@ -26,7 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.reference_loop import SentimentNet, train_loop  # noqa: E402
 from benchmarks.run import MODEL  # noqa: E402
-from benchmarks.tasks import _datamodule, _left_padded, timed_trainer  # noqa: E402
+from benchmarks.tasks import _datamodule, _left_padded, bench_module, timed_trainer  # noqa: E402
 from lstm_sentiment.data.files import SAMPLE_DIR  # noqa: E402
 
 
@@ -47,14 +47,12 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
 
-    from lstm_sentiment.models.sentiment_module import SentimentModule
-
     size, steps = args.batch_size, args.steps
     cache = tempfile.TemporaryDirectory(prefix="bench-step-")  # the Trainer reads it again
     dm = _datamodule(str(args.data_dir), cache.name, size, fixed_padding=True, bucket=False)
     features, labels = (a[: size * steps] for a in _left_padded(dm.datasets["train"]))
     batches = [b for _, b in zip(range(steps), dm.train_dataloader(), strict=False)]
-    model = {k: MODEL[k] for k in ("embedding_dim", "hidden_size", "num_layers", "dropout")}
+    model = dict(MODEL)
     if args.size:
         model.update(embedding_dim=args.size, hidden_size=args.size)
 
@@ -68,7 +66,7 @@ def main() -> None:
 
     def ours_plain_loop() -> float:
         torch.manual_seed(0)
-        net = SentimentModule(vocab_size=len(dm.vocab), pack=False, **model).net
+        net = bench_module(len(dm.vocab), model, pack=False).net
         opt, loss_fn = torch.optim.Adam(net.parameters(), MODEL["lr"]), torch.nn.BCEWithLogitsLoss()
         start = time.perf_counter()
         for batch in batches:
@@ -80,7 +78,7 @@ def main() -> None:
 
     def ours_lightning() -> float:
         torch.manual_seed(0)
-        module = SentimentModule(vocab_size=len(dm.vocab), pack=False, lr=MODEL["lr"], **model)
+        module = bench_module(len(dm.vocab), model, pack=False)
         trainer, timer = timed_trainer(1, limit_train_batches=steps)
         trainer.fit(module, datamodule=dm)
         return timer.seconds / steps

@@ -21,7 +21,7 @@ from torch.utils.data import DataLoader, TensorDataset
 
 class SentimentNet(nn.Module):
     """The tutorial's network at our module's config: the same layers, created in the same order
-    as ``LSTMClassifier`` (so a seed gives the same initial weights), read at the last position."""
+    as ``RNNClassifier`` (so a seed gives the same initial weights), read at the last position."""
 
     def __init__(
         self, vocab_size: int, embedding_dim: int, hidden_dim: int, n_layers=1, drop_prob=0.3

@@ -16,7 +16,7 @@ lr 0.5, 10 epochs; text lowercased, digits to 0) on one thread (deterministic). 
 ``python -m lstm_sentiment.train seed=S`` with the default config, whatever it is, one run at a
 time (``--peer-jobs N``: N at once, but then a wall time is not a lone run's). All are tested on
 the same test reviews, seeds 1..``--peer-seeds``; the table gives test accuracy (mean ± sd, per
-seed) and wall time per run. ``--peer-overrides "trainer.max_epochs=1 model.hidden_size=8"``
+seed) and wall time per run. ``--peer-overrides "trainer.max_epochs=1 model.net.hidden_size=8"``
 shrinks our runs (for tests).
 
 Every pipeline runs in a fresh interpreter (``measure.py``) so its peak memory is its own. The

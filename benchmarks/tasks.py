@@ -231,14 +231,12 @@ def train_ours(
 
     torch.set_num_threads(threads)
 
-    from lstm_sentiment.models.sentiment_module import SentimentModule
-
     dm = _datamodule(
         data_dir, cache_dir, batch_size, fixed_padding=fixed_padding, bucket=bucket,
         pool_batches=pool_batches,
     )  # fmt: skip
     torch.manual_seed(seed)
-    module = SentimentModule(vocab_size=len(dm.vocab), pack=pack, **model)
+    module = bench_module(len(dm.vocab), model, pack)
     trainer, timer = timed_trainer(epochs)
     trainer.fit(module, datamodule=dm)
     train = dm.datasets["train"]
@@ -250,6 +248,21 @@ def train_ours(
         "test_acc": _accuracy(module.net, dm.test_dataloader()),
         "threads": torch.get_num_threads(),
     }
+
+
+def bench_module(vocab_size: int, model: dict, pack: bool):
+    """A SentimentModule of the benchmarks' fixed shape: ``model`` gives embedding_dim,
+    hidden_size, num_layers, dropout, lr (and bidirectional, else one-directional); the rest is
+    the recipe's (the state after the last token, no embedding or word dropout), fixed here so
+    that rows compare across versions of the project's defaults."""
+    from lstm_sentiment.models.sentiment_module import SentimentModule
+
+    net = {k: model[k] for k in ("embedding_dim", "hidden_size", "num_layers", "dropout")}
+    net.update(rnn_type="lstm", bidirectional=model.get("bidirectional", False), pooling="last",
+               embedding_dropout=0.0, word_dropout=0.0, pack=pack, cell="torch",
+               record_gates=False)  # fmt: skip
+    return SentimentModule(vocab_size=vocab_size, net=net, lr=model["lr"], weight_decay=0.0,
+                           scheduler=None, embeddings={"path": None, "freeze": False})  # fmt: skip
 
 
 def _accuracy(net, loader) -> float:
@@ -273,12 +286,9 @@ def pack_vs_mask(widths: list[int], model: dict, threads: int, batch_size: int, 
 
     import torch
 
-    from lstm_sentiment.models.components.lstm import LSTMClassifier
-
     torch.set_num_threads(threads)
     torch.manual_seed(0)
-    shape = {k: model[k] for k in ("embedding_dim", "hidden_size", "num_layers", "dropout")}
-    nets = {pack: LSTMClassifier(20_000, pack=pack, **shape) for pack in (True, False)}
+    nets = {pack: bench_module(20_000, model, pack).net for pack in (True, False)}
     nets[False].load_state_dict(nets[True].state_dict())
     out = {}
     for width in widths:

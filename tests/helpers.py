@@ -18,6 +18,8 @@ from tensorboard.plugins.hparams import api_pb2, plugin_data_pb2
 from lstm_sentiment.config import CONFIG_DIR, yaml_settings
 from lstm_sentiment.data.datamodule import ReviewDataModule
 from lstm_sentiment.data.text import TextPipeline
+from lstm_sentiment.models.components.rnn_classifier import RNNClassifier
+from lstm_sentiment.models.sentiment_module import SentimentModule
 
 POSITIVE = "great excellent love wonderful perfect best amazing happy recommend superb".split()
 NEGATIVE = "terrible awful hate broken worst waste poor refund disappointing useless".split()
@@ -56,8 +58,8 @@ def compose_config(
     ]
     if config_name == "train":
         base += [
-            "model.embedding_dim=16",
-            "model.hidden_size=16",
+            "model.net.embedding_dim=16",
+            "model.net.hidden_size=16",
             "trainer.max_epochs=2",
             "trainer.log_every_n_steps=1",
             "++trainer.enable_model_summary=false",
@@ -126,3 +128,35 @@ def read_hparams(events: EventAccumulator) -> dict:
     assert records["_hparams_/session_end_info"].session_end_info.status == api_pb2.STATUS_SUCCESS
     hparams = records["_hparams_/session_start_info"].session_start_info.hparams
     return {key: getattr(value, value.WhichOneof("kind")) for key, value in hparams.items()}
+
+
+# The network the model tests take unless they say otherwise: small, and the recipe's shape (one
+# direction, the state after the last token, packed), whatever the project's default becomes.
+SMALL_NET = dict(
+    rnn_type="lstm",
+    embedding_dim=8,
+    hidden_size=8,
+    num_layers=1,
+    bidirectional=False,
+    pooling="last",
+    dropout=0.3,
+    embedding_dropout=0.0,
+    word_dropout=0.0,
+    pack=True,
+    cell="torch",
+    record_gates=False,
+)
+
+
+def small_net(vocab_size: int = 50, **overrides) -> RNNClassifier:
+    return RNNClassifier(vocab_size=vocab_size, **{**SMALL_NET, **overrides})
+
+
+def small_module(vocab_size: int = 50, net: dict | None = None, **overrides) -> SentimentModule:
+    """A SentimentModule around ``small_net`` (``net`` overrides some of its arguments), with the
+    model config's training defaults."""
+    model = yaml_settings("model/lstm")
+    settings = {k: model[k] for k in ("lr", "weight_decay", "scheduler", "embeddings")}
+    return SentimentModule(
+        vocab_size=vocab_size, net={**SMALL_NET, **(net or {})}, **{**settings, **overrides}
+    )

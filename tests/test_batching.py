@@ -10,7 +10,8 @@ import torch
 
 from lstm_sentiment.data.batching import BucketBatchSampler, pad_batch
 from lstm_sentiment.data.vocab import PAD_ID
-from lstm_sentiment.models.components.lstm import LSTMClassifier
+
+from helpers import small_net
 
 
 @pytest.fixture(scope="module")
@@ -128,7 +129,7 @@ def test_pad_batch_pads_to_the_longest_review_or_a_fixed_width():
 )
 def test_logit_does_not_depend_on_the_batch(kwargs):
     torch.manual_seed(0)
-    net = LSTMClassifier(vocab_size=50, embedding_dim=8, hidden_size=12, **kwargs).eval()
+    net = small_net(hidden_size=12, **kwargs).eval()
     rng = np.random.default_rng(0)
     review = (rng.integers(2, 50, size=7).astype(np.int32), 1)
     others = [(rng.integers(2, 50, size=n).astype(np.int32), 0) for n in (3, 15, 1, 7, 40)]

@@ -134,7 +134,7 @@ def test_peer_data_is_our_datamodules_split(tiny_data_dir, tmp_path):
 
 @pytest.mark.slow
 def test_peer_section_sets_fasttext_beside_our_default_runs(bz2_data_dir, tmp_path):
-    overrides = "trainer.max_epochs=1 model.hidden_size=8 data.preprocess_workers=1"
+    overrides = "trainer.max_epochs=1 model.net.hidden_size=8 data.preprocess_workers=1"
     args = ["--section", "peer", "--peer-seeds", "2", "--peer-overrides", overrides]
     out = bench(bz2_data_dir, tmp_path, *args)
     rows = table_rows(out, "model")

@@ -63,7 +63,7 @@ def test_load_vectors_fills_known_rows_only(tmp_path):
 @pytest.mark.parametrize(
     ("content", "message"),
     [
-        (line("great", vec(1, 8)), "8-dimensional vectors but model.embedding_dim=4"),
+        (line("great", vec(1, 8)), "8-dimensional vectors but model.net.embedding_dim=4"),
         (line("great", vec(1)) + "the 0.1 0.2\n", "line 2 has 2 values, not 4"),
         (line("great", ["0.1", "x", "0.3", "0.4"]), "line 1 holds a non-number"),
         ("", "holds no vectors"),
@@ -91,7 +91,7 @@ def test_training_starts_from_the_vectors(train_cfg, tmp_path, caplog, freeze):
     cfg = train_cfg(
         f"model.embeddings.path={path}",
         f"model.embeddings.freeze={str(freeze).lower()}",
-        "model.embedding_dim=16",
+        "model.net.embedding_dim=16",
         "trainer.max_epochs=1",
         "++trainer.limit_train_batches=4",
         "test=false",

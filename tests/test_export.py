@@ -20,8 +20,9 @@ from lstm_sentiment.data.files import SAMPLE_DIR, find_review_file
 from lstm_sentiment.data.reviews import read_reviews
 from lstm_sentiment.export import ExportError, ProbabilityModel, load_exported, vocab_path
 from lstm_sentiment.inference import load_predictor
-from lstm_sentiment.models.components.lstm import LSTMClassifier
 from lstm_sentiment.models.sentiment_module import SentimentModule
+
+from helpers import small_net
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -99,8 +100,8 @@ def test_other_networks_export(tiny_checkpoint, tmp_path, rnn_type, bidirectiona
     """Two layers, other cells, both directions: the export's own check (1e-5 against the packed
     PyTorch model, 64 real reviews) must pass."""
     ckpt = torch.load(tiny_checkpoint, weights_only=True)
-    hp = {**ckpt["hyper_parameters"], "rnn_type": rnn_type, "num_layers": 2}
-    hp["bidirectional"] = bidirectional
+    hp = ckpt["hyper_parameters"]
+    hp["net"] = {**hp["net"], "rnn_type": rnn_type, "num_layers": 2, "bidirectional": bidirectional}
     ckpt["hyper_parameters"], ckpt["state_dict"] = hp, SentimentModule(**hp).state_dict()
     torch.save(ckpt, tmp_path / "net.ckpt")
     out = export_cli.export(export_cfg(tmp_path / "net.ckpt", f"format={fmt}", "check_reviews=64"))
@@ -120,7 +121,7 @@ def test_disagreement_fails_the_export(tiny_checkpoint, tmp_path, monkeypatch):
 
 def test_scratch_cell_export_is_refused():
     with pytest.raises(ExportError, match="cell=scratch does not export"):
-        ProbabilityModel(LSTMClassifier(vocab_size=10, cell="scratch"))
+        ProbabilityModel(small_net(10, cell="scratch"))
 
 
 def test_cli_error_is_one_line(tmp_path, monkeypatch, capsys):

@@ -9,18 +9,17 @@ import pytest
 import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from lstm_sentiment.models.components.lstm import LSTMClassifier
 from lstm_sentiment.train import train
 
-from helpers import batch_of
+from helpers import batch_of, small_net
 
 
 @pytest.mark.parametrize("bidirectional", [False, True])
 def test_scratch_cell_classifier_equals_the_nn_lstm_one(bidirectional):
     torch.manual_seed(0)
     kw = dict(num_layers=2, bidirectional=bidirectional, dropout=0.0)
-    reference = LSTMClassifier(50, 8, 8, **kw).eval()
-    scratch = LSTMClassifier(50, 8, 8, cell="scratch", **kw).eval()
+    reference = small_net(**kw).eval()
+    scratch = small_net(cell="scratch", **kw).eval()
     scratch.load_state_dict(reference.state_dict())  # same parameter names and shapes
     ids, lengths = batch_of([5, 2, 7])
     assert torch.allclose(scratch(ids, lengths), reference(ids, lengths), atol=1e-5)
@@ -28,15 +27,15 @@ def test_scratch_cell_classifier_equals_the_nn_lstm_one(bidirectional):
 
 def test_scratch_cell_and_gate_recording_need_lstm():
     with pytest.raises(ValueError, match="scratch with rnn_type=lstm"):
-        LSTMClassifier(50, cell="scratch", rnn_type="gru")
+        small_net(cell="scratch", rnn_type="gru")
     with pytest.raises(ValueError, match="record_gates needs cell=scratch"):
-        LSTMClassifier(50, record_gates=True)
+        small_net(record_gates=True)
 
 
 def test_gate_statistics_reach_tensorboard_and_buckets_the_run_folder(train_cfg):
     cfg = train_cfg(
-        "model.cell=scratch",
-        "model.record_gates=true",
+        "model.net.cell=scratch",
+        "model.net.record_gates=true",
         "trainer.max_epochs=1",
         "callbacks.length_buckets.bounds=[10,25]",
     )

@@ -6,17 +6,14 @@ import pytest
 import torch
 from torch import nn
 
-from lstm_sentiment.models.components.lstm import LSTMClassifier
-from lstm_sentiment.models.sentiment_module import SentimentModule
-
-from helpers import batch_of
+from helpers import batch_of, small_module, small_net
 
 
 @pytest.mark.parametrize("rnn_type", ["lstm", "gru", "rnn"])
 @pytest.mark.parametrize("pack", [True, False])
 def test_any_batch_size_and_fresh_state(rnn_type, pack):
     torch.manual_seed(0)
-    net = LSTMClassifier(50, 8, 8, num_layers=2, rnn_type=rnn_type, pack=pack).eval()
+    net = small_net(num_layers=2, rnn_type=rnn_type, pack=pack).eval()
     ids, lengths = batch_of([5, 3, 7, 1, 4, 6, 2])
     full = net(ids, lengths)
     assert full.shape == (7,)
@@ -31,7 +28,7 @@ def test_any_batch_size_and_fresh_state(rnn_type, pack):
 @pytest.mark.parametrize("pack", [True, False])
 def test_reads_the_real_last_token_not_padding(pack):
     torch.manual_seed(0)
-    net = LSTMClassifier(50, 8, 8, pack=pack).eval()
+    net = small_net(pack=pack).eval()
     ids, lengths = batch_of([4, 6])
     padded, _ = batch_of([4, 6], width=30)
     assert torch.allclose(net(ids, lengths), net(padded, lengths), atol=1e-6)
@@ -41,7 +38,7 @@ def test_reads_the_real_last_token_not_padding(pack):
 
 def test_bidirectional_ignores_padding():
     torch.manual_seed(0)
-    net = LSTMClassifier(50, 8, 8, bidirectional=True, pack=False).eval()
+    net = small_net(bidirectional=True, pack=False).eval()
     ids, lengths = batch_of([4, 6])
     padded, _ = batch_of([4, 6], width=20)
     assert torch.allclose(net(ids, lengths), net(padded, lengths), atol=1e-6)
@@ -49,7 +46,7 @@ def test_bidirectional_ignores_padding():
 
 def test_per_token_logits_end_at_the_review_logit():
     torch.manual_seed(0)
-    net = LSTMClassifier(50, 8, 8).eval()
+    net = small_net().eval()
     ids, lengths = batch_of([6])
     per_token = net.per_token_logits(ids)
     assert per_token.shape == (1, 6)
@@ -58,13 +55,13 @@ def test_per_token_logits_end_at_the_review_logit():
 
 
 def test_padding_row_of_the_embedding_stays_zero():
-    net = LSTMClassifier(50, 8, 8)
+    net = small_net()
     assert net.embedding.padding_idx == 0
     assert torch.count_nonzero(net.embedding.weight[0]) == 0
 
 
 def test_loss_is_bce_with_logits_exact_where_sigmoid_bce_saturates():
-    module = SentimentModule(vocab_size=50, embedding_dim=8, hidden_size=8)
+    module = small_module()
     assert isinstance(module.loss_fn, nn.BCEWithLogitsLoss)
     logits, labels = torch.tensor([200.0]), torch.tensor([0.0])
     # sigmoid(200) rounds to 1, and BCELoss clamps log(0) to -100: the recipe's loss is off by 100
@@ -73,24 +70,24 @@ def test_loss_is_bce_with_logits_exact_where_sigmoid_bce_saturates():
 
 
 def test_hyperparameters_are_plain_values():
-    module = SentimentModule(vocab_size=50, embedding_dim=8, hidden_size=8, scheduler="cosine")
+    module = small_module(scheduler="cosine")
     for key, value in module.hparams.items():
         assert value is None or isinstance(value, (int, float, str, bool, dict)), key
 
 
 def test_unknown_options_fail_clearly():
     with pytest.raises(ValueError, match="rnn_type"):
-        LSTMClassifier(50, rnn_type="transformer")
+        small_net(rnn_type="transformer")
     with pytest.raises(ValueError, match="scheduler"):
-        SentimentModule(vocab_size=50, scheduler="warmup")
+        small_module(scheduler="warmup")
 
 
 @pytest.mark.parametrize("rnn_type", ["lstm", "gru", "rnn"])
 def test_unpacked_bidirectional_equals_packed(rnn_type):
     torch.manual_seed(0)
     kw = dict(num_layers=2, bidirectional=True, dropout=0.0, rnn_type=rnn_type)
-    packed = LSTMClassifier(50, 8, 8, pack=True, **kw).eval()
-    unpacked = LSTMClassifier(50, 8, 8, pack=False, **kw).eval()
+    packed = small_net(pack=True, **kw).eval()
+    unpacked = small_net(pack=False, **kw).eval()
     unpacked.load_state_dict(packed.state_dict())
     ids, lengths = batch_of([12, 3, 7, 1, 9])
     assert torch.allclose(unpacked(ids, lengths), packed(ids, lengths), atol=1e-6)
@@ -102,7 +99,7 @@ def test_padding_and_packing_leave_the_gradients_unchanged(bidirectional):
     loss nor any gradient, so bucketing changes only which reviews share a batch."""
     torch.manual_seed(0)
     kw = dict(num_layers=2, bidirectional=bidirectional, dropout=0.0)
-    nets = [LSTMClassifier(50, 8, 8, pack=pack, **kw) for pack in (True, False, False)]
+    nets = [small_net(pack=pack, **kw) for pack in (True, False, False)]
     for net in nets[1:]:
         net.load_state_dict(nets[0].state_dict())
     lengths = [12, 3, 7, 1, 9]
@@ -127,7 +124,7 @@ def test_train_metrics_are_each_epochs_own():
         ids, lengths = batch_of([5, 3, 7, 1, 4, 6, 2, 8], seed=seed)
         labels = torch.randint(0, 2, (8,), generator=torch.Generator().manual_seed(seed)).float()
         batches.append({"ids": ids, "lengths": lengths, "labels": labels})
-    module = SentimentModule(vocab_size=50, embedding_dim=8, hidden_size=8, dropout=0.0, lr=0.0)
+    module = small_module(net={"dropout": 0.0}, lr=0.0)
     with torch.no_grad():
         logits = torch.cat([module(b["ids"], b["lengths"]) for b in batches])
     labels = torch.cat([b["labels"] for b in batches])
@@ -152,7 +149,7 @@ POOLINGS = ["last", "max", "mean", "attention", "max+mean", "last+max"]
 def test_pooled_logit_does_not_depend_on_padding(pooling, bidirectional):
     torch.manual_seed(0)
     kw = dict(num_layers=2, bidirectional=bidirectional, pooling=pooling, pack=False)
-    net = LSTMClassifier(50, 8, 8, **kw).eval()
+    net = small_net(**kw).eval()
     ids, lengths = batch_of([4, 9, 1])
     padded, _ = batch_of([4, 9, 1], width=25)
     assert torch.allclose(net(ids, lengths), net(padded, lengths), atol=1e-6)
@@ -166,7 +163,7 @@ def test_pooled_logit_does_not_depend_on_padding(pooling, bidirectional):
 @pytest.mark.parametrize("bidirectional", [False, True])
 def test_token_contributions_add_up_to_the_logit(pooling, bidirectional):
     torch.manual_seed(0)
-    net = LSTMClassifier(50, 8, 8, bidirectional=bidirectional, pooling=pooling).eval()
+    net = small_net(bidirectional=bidirectional, pooling=pooling).eval()
     ids, lengths = batch_of([5, 8, 2])
     shares = net.token_contributions(ids, lengths)
     assert shares.shape == ids.shape
@@ -176,7 +173,7 @@ def test_token_contributions_add_up_to_the_logit(pooling, bidirectional):
 
 def test_max_pooling_credits_each_unit_to_the_token_holding_its_maximum():
     torch.manual_seed(0)
-    net = LSTMClassifier(50, 8, 8, pooling="max").eval()
+    net = small_net(pooling="max").eval()
     ids, lengths = batch_of([6])
     states = net.encode(ids, lengths)[0].detach()  # [T, D]
     owner = states.argmax(0)
@@ -187,7 +184,7 @@ def test_max_pooling_credits_each_unit_to_the_token_holding_its_maximum():
 @pytest.mark.parametrize("bidirectional", [False, True])
 def test_last_state_contributions_are_what_unknowing_the_token_costs(bidirectional):
     torch.manual_seed(0)
-    net = LSTMClassifier(50, 8, 8, bidirectional=bidirectional, pooling="last").eval()
+    net = small_net(bidirectional=bidirectional, pooling="last").eval()
     ids, lengths = batch_of([5, 3])
     shares = net.token_contributions(ids, lengths)
     whole = net(ids, lengths)
@@ -200,12 +197,12 @@ def test_last_state_contributions_are_what_unknowing_the_token_costs(bidirection
 
 def test_word_dropout_turns_tokens_unknown_in_training_only():
     torch.manual_seed(0)
-    net = LSTMClassifier(50, 8, 8, pooling="max", word_dropout=1.0, dropout=0.0)
+    net = small_net(pooling="max", word_dropout=1.0, dropout=0.0)
     ids, lengths = batch_of([5, 3])
     unknown = torch.where(ids > 0, torch.ones_like(ids), ids)  # every real token -> _UNK
     net.train()
     assert torch.allclose(net(ids, lengths), net.eval()(unknown, lengths), atol=1e-6)
-    plain = LSTMClassifier(50, 8, 8, pooling="max", dropout=0.0).eval()
+    plain = small_net(pooling="max", dropout=0.0).eval()
     plain.load_state_dict(net.state_dict())
     assert torch.allclose(net.eval()(ids, lengths), plain(ids, lengths))
 
@@ -213,4 +210,4 @@ def test_word_dropout_turns_tokens_unknown_in_training_only():
 def test_unknown_pooling_fails_clearly():
     for bad in ["sum", "max+max", ""]:
         with pytest.raises(ValueError, match="pooling must be one of"):
-            LSTMClassifier(50, pooling=bad)
+            small_net(pooling=bad)

@@ -14,10 +14,12 @@ from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 
 from lstm_sentiment import predict as predict_cli
-from lstm_sentiment.config import CONFIG_DIR
+from lstm_sentiment.config import CONFIG_DIR, yaml_settings
 from lstm_sentiment.data.cache import load_cache
-from lstm_sentiment.inference import InferenceError, load_predictor
+from lstm_sentiment.inference import load_predictor
 from lstm_sentiment.models.sentiment_module import SentimentModule
+
+from helpers import small_module
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -137,7 +139,9 @@ def test_per_token_ends_at_the_review_probability(tiny_checkpoint, tmp_path, cap
     short = "great start, excellent... but broken after a week: terrible waste"
     long = " ".join(["great"] * 250 + ["terrible"] * 250)  # longer than max_len: truncated
     for text in (short, long):
-        tokens, probs = predictor.per_token(text)
+        view = predictor.per_token(text)
+        assert view.reading == "prefix"  # a one-directional network read at its last state
+        tokens, probs = view.tokens, view.values
         assert (
             len(tokens)
             == len(probs)
@@ -148,7 +152,8 @@ def test_per_token_ends_at_the_review_probability(tiny_checkpoint, tmp_path, cap
     plot = tmp_path / "turns.png"
     predict_cli.predict(predict_cfg(tiny_checkpoint, "per_token=true", f"plot={plot}"), [short])
     table = capsys.readouterr().out.splitlines()
-    tokens, probs = predictor.per_token(short)
+    view = predictor.per_token(short)
+    tokens, probs = view.tokens, view.values
     rows = [row for row in table[2:] if row]  # the review, then the header
     assert len(rows) == len(tokens)
     assert [row.split()[1] for row in rows] == tokens
@@ -156,14 +161,51 @@ def test_per_token_ends_at_the_review_probability(tiny_checkpoint, tmp_path, cap
     assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
-def test_bidirectional_per_token_is_a_clear_error(tiny_checkpoint, tmp_path):
-    ckpt = torch.load(tiny_checkpoint, weights_only=True)
-    hp = {**ckpt["hyper_parameters"], "bidirectional": True}
-    ckpt["hyper_parameters"] = hp
+def with_net(ckpt_path: Path, out: Path, **net) -> Path:
+    """The checkpoint with another network shape (fresh weights of that shape)."""
+    ckpt = torch.load(ckpt_path, weights_only=True)
+    hp = ckpt["hyper_parameters"]
+    hp["net"] = {**hp["net"], **net}
+    torch.manual_seed(0)
     ckpt["state_dict"] = SentimentModule(**hp).state_dict()
-    torch.save(ckpt, tmp_path / "bi.ckpt")
-    with pytest.raises(InferenceError, match="one-directional"):
-        load_predictor(tmp_path / "bi.ckpt").per_token("great")
+    torch.save(ckpt, out)
+    return out
+
+
+def test_per_token_shares_of_the_default_network_add_up(tiny_checkpoint, tmp_path, capsys):
+    default = yaml_settings("model/lstm")["net"]
+    shape = {k: default[k] for k in ("bidirectional", "pooling", "num_layers", "rnn_type")}
+    ckpt = with_net(tiny_checkpoint, tmp_path / "default.ckpt", **shape)
+    predictor = load_predictor(ckpt)
+    text = "great start, excellent... but broken after a week: terrible waste"
+    view = predictor.per_token(text)
+    assert view.reading == ("occlusion" if "last" in shape["pooling"] else "share")
+    assert len(view.values) == len(view.tokens) == len(predictor.encoder.tokens(text))
+    if view.reading == "share":  # the shares and the bias make the logit
+        logit = view.bias + sum(view.values)
+        assert torch.sigmoid(torch.tensor(logit)).item() == pytest.approx(view.probability)
+
+    plot = tmp_path / "shares.png"
+    predict_cli.predict(predict_cfg(ckpt, "per_token=true", f"plot={plot}"), [text])
+    table = capsys.readouterr().out.splitlines()
+    assert table[1].split()[2:] == ["share", "of", "the", "logit"]
+    rows = table[2 : 2 + len(view.tokens)]
+    assert [row.split()[1] for row in rows] == view.tokens
+    assert [float(row.split()[2]) for row in rows] == pytest.approx(view.values, abs=1e-3)
+    assert f"p(positive) {view.probability:.3f}" in table[2 + len(view.tokens)]
+    assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_a_bidirectional_last_state_network_is_explained_by_occlusion(tiny_checkpoint, tmp_path):
+    ckpt = with_net(tiny_checkpoint, tmp_path / "bi.ckpt", bidirectional=True, pooling="last")
+    predictor = load_predictor(ckpt)
+    view = predictor.per_token("great product, terrible box")
+    assert view.reading == "occlusion"
+    unknown = predictor.encoder.tokens("great product, terrible box")
+    unknown[0] = "zzzzunknownzzzz"  # the first token, unknown to the vocabulary
+    logit = torch.logit(torch.tensor(view.probability))
+    without = torch.logit(torch.tensor(predictor.probabilities([" ".join(unknown)])[0]))
+    assert view.values[0] == pytest.approx(float(logit - without), abs=1e-4)
 
 
 def _error_cases(ckpt: Path, tmp: Path) -> dict[str, tuple[list[str], bytes, str]]:
@@ -171,7 +213,7 @@ def _error_cases(ckpt: Path, tmp: Path) -> dict[str, tuple[list[str], bytes, str
     corrupt, truncated, plain = tmp / "corrupt.ckpt", tmp / "truncated.ckpt", tmp / "plain.pt"
     corrupt.write_bytes(b"this is not a checkpoint\n" * 10)
     truncated.write_bytes(ckpt.read_bytes()[:3000])
-    torch.save(SentimentModule(vocab_size=10).state_dict(), plain)
+    torch.save(small_module(10).state_dict(), plain)
     objects = tmp / "objects.ckpt"  # weights_only loading refuses arbitrary Python objects
     torch.save({"state_dict": {}, "hyper_parameters": Path("x")}, objects)
     other = tmp / "other.ckpt"

@@ -96,8 +96,8 @@ def test_cli_error_is_one_clear_line_without_traceback(tmp_path):
 
 def test_wrong_type_fails_at_composition_naming_the_key(tmp_path, tiny_data_dir):
     with pytest.raises(ConfigCompositionException) as err:
-        compose_config("train", tmp_path, tiny_data_dir, ["model.hidden_size=big"])
-    assert "model.hidden_size" in str(err.value) + str(err.value.__cause__)
+        compose_config("train", tmp_path, tiny_data_dir, ["model.net.hidden_size=big"])
+    assert "model.net.hidden_size" in str(err.value) + str(err.value.__cause__)
     with pytest.raises(ConfigCompositionException, match="data.batch_sizes"):
         compose_config("train", tmp_path, tiny_data_dir, ["data.batch_sizes=3"])
 
@@ -118,7 +118,7 @@ def test_a_setting_missing_from_the_yaml_fails_naming_it():
         ("data.tokenizer=spacy", "data.tokenizer", "wordpunct, treebank, punkt"),
         ("data.val_source=test", "data.val_source", "train, test_half"),
         ("data.file_format=tsv", "data.file_format", "auto, fasttext, csv"),
-        ("model.rnn_type=transformer", "model.rnn_type", "lstm, gru, rnn"),
+        ("model.net.rnn_type=transformer", "model.net.rnn_type", "lstm, gru, rnn"),
         ("model.scheduler=warmup", "model.scheduler", "none, cosine, plateau"),
     ],
 )
@@ -134,9 +134,9 @@ def test_a_value_outside_its_choices_fails_at_composition(
 @pytest.mark.parametrize(
     "override, key",
     [
-        ("model.hidden_size=0", "model.hidden_size"),
+        ("model.net.hidden_size=0", "model.net.hidden_size"),
         ("data.val_fraction=1.5", "data.val_fraction"),
-        ("model.dropout=-0.1", "model.dropout"),
+        ("model.net.dropout=-0.1", "model.net.dropout"),
     ],
 )
 def test_out_of_range_values_fail_before_any_work(override, key, tmp_path, tiny_data_dir):
@@ -153,7 +153,7 @@ def test_out_of_range_values_fail_before_any_work(override, key, tmp_path, tiny_
     "sweep, key",
     [
         ("model.hidden_sizee=8,16", "model.hidden_sizee"),
-        ("model.rnn_type=gru,cnn", "model.rnn_type"),
+        ("model.net.rnn_type=gru,cnn", "model.net.rnn_type"),
     ],
 )
 def test_sweep_over_a_missing_key_fails_before_training(sweep, key, tmp_path, tiny_data_dir):
@@ -239,8 +239,8 @@ def _train_cmd(run_dir: Path, data_dir: Path, cache: Path, *extra: str) -> list[
         f"paths.cache_dir={cache}",
         "data.progress=false",
         "data.preprocess_workers=1",
-        "model.embedding_dim=16",
-        "model.hidden_size=32",
+        "model.net.embedding_dim=16",
+        "model.net.hidden_size=32",
         "trainer.max_epochs=4",
         "callbacks.early_stopping=null",
         "callbacks.rich_progress_bar=null",

@@ -142,9 +142,9 @@ def test_optuna_sweep_continues_past_a_failed_trial_and_summarizes(tmp_path, tin
         "hparams_search=lstm_optuna",
         "hydra.sweeper.n_trials=3",
         "hydra.sweeper.sampler.seed=7",
-        "model.hidden_size=choice(8, 16)",
-        "model.embedding_dim=choice(8, 16)",
-        "model.dropout=choice(0.1, 1.5)",
+        "model.net.hidden_size=choice(8, 16)",
+        "model.net.embedding_dim=choice(8, 16)",
+        "model.net.dropout=choice(0.1, 1.5)",
     )  # no -m: the search config sets hydra.mode=MULTIRUN
     sweep = only_child(tmp_path / "logs" / "train" / "multiruns")
     rows = list(csv.DictReader((sweep / "summary.csv").open()))
@@ -152,22 +152,22 @@ def test_optuna_sweep_continues_past_a_failed_trial_and_summarizes(tmp_path, tin
     assert sorted(r["job"] for r in rows) == ["0", "1", "2"]
     params = [
         "model.lr",
-        "model.hidden_size",
-        "model.num_layers",
-        "model.dropout",
-        "model.embedding_dim",
-        "model.bidirectional",
+        "model.net.hidden_size",
+        "model.net.num_layers",
+        "model.net.dropout",
+        "model.net.embedding_dim",
+        "model.net.bidirectional",
         "data.batch_size",
     ]
     assert list(rows[0])[: 2 + len(params) + 1] == ["job", "status", *params, "val/acc_best"]
     for row in rows:
-        assert row["status"] == ("failed" if row["model.dropout"] == "1.5" else "ok"), row
+        assert row["status"] == ("failed" if row["model.net.dropout"] == "1.5" else "ok"), row
     statuses = [r["status"] for r in sorted(rows, key=lambda r: int(r["job"]))]
     assert statuses == ["ok", "failed", "ok"], "the sampler's draws changed: pick another seed"
     ok = [r for r in rows if r["status"] == "ok"]
     assert [r["status"] for r in rows] == ["ok", "ok", "failed"]  # best first, failed last
     assert float(ok[0]["val/acc_best"]) >= float(ok[1]["val/acc_best"])
-    assert "model.dropout" in rows[-1]["error"]
+    assert "model.net.dropout" in rows[-1]["error"]
     for row in ok:
         assert_trial_in_tensorboard(sweep / row["job"], row, params)
     best = OmegaConf.load(sweep / "optimization_results.yaml")
@@ -176,14 +176,14 @@ def test_optuna_sweep_continues_past_a_failed_trial_and_summarizes(tmp_path, tin
 
 @pytest.mark.slow
 def test_grid_sweep_summarizes_both_points(tmp_path, tiny_data_dir):
-    run_train(tmp_path, tiny_data_dir, "model.hidden_size=8,16", multirun=True)
+    run_train(tmp_path, tiny_data_dir, "model.net.hidden_size=8,16", multirun=True)
     sweep = only_child(tmp_path / "logs" / "train" / "multiruns")
     rows = list(csv.DictReader((sweep / "summary.csv").open()))
-    assert list(rows[0])[:4] == ["job", "status", "model.hidden_size", "val/acc_best"]
-    assert sorted(r["model.hidden_size"] for r in rows) == ["16", "8"]
+    assert list(rows[0])[:4] == ["job", "status", "model.net.hidden_size", "val/acc_best"]
+    assert sorted(r["model.net.hidden_size"] for r in rows) == ["16", "8"]
     assert [r["status"] for r in rows] == ["ok", "ok"]
     for row in rows:
-        assert_trial_in_tensorboard(sweep / row["job"], row, ["model.hidden_size"])
+        assert_trial_in_tensorboard(sweep / row["job"], row, ["model.net.hidden_size"])
     assert sorted(p.name for p in tmp_path.iterdir()) == ["cache", "logs"]
 
 
@@ -204,4 +204,4 @@ def test_a_ddp_single_run_makes_one_output_folder(tmp_path, tiny_data_dir, train
     run = only_child(tmp_path / "logs" / "train" / "runs")
     assert (run / "metrics.json").is_file() and (run / "checkpoints" / "last.ckpt").is_file()
     hparams = read_hparams(read_events(run / "tensorboard"))
-    assert hparams["model.hidden_size"] == 32  # experiment=small
+    assert hparams["model.net.hidden_size"] == 32  # experiment=small

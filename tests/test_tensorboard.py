@@ -73,13 +73,13 @@ def test_a_run_logs_scalars_images_text_summary_and_hparams(train_cfg):
 
     # the model summary, once
     (summary,) = texts(events, "model/summary")
-    assert "LSTMClassifier" in summary and "Trainable params" in summary
+    assert "RNNClassifier" in summary and "Trainable params" in summary
     assert tags["graph"] is False
 
     # HPARAMS: this run's settings beside its final metrics
     hparams = read_hparams(events)
-    assert hparams["model.hidden_size"] == 16 and hparams["data.batch_size"] == 32
-    assert hparams["model.lr"] == 1e-5 and hparams["model.rnn_type"] == "lstm"
+    assert hparams["model.net.hidden_size"] == 16 and hparams["data.batch_size"] == 32
+    assert hparams["model.lr"] == 1e-5 and hparams["model.net.rnn_type"] == "lstm"
     for name in ("val/acc_best", "val/acc", "test/acc", "test/f1"):
         logged = events.Scalars("hp/" + name.replace("/", "_"))
         assert logged[-1].value == pytest.approx(metrics[name]), name

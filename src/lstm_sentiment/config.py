@@ -15,7 +15,7 @@ from omegaconf import MISSING, DictConfig, OmegaConf
 from lstm_sentiment.data.files import PROJECT_ROOT, default_data_dir
 from lstm_sentiment.data.reviews import FORMATS
 from lstm_sentiment.data.text import TOKENIZERS
-from lstm_sentiment.models.components.lstm import POOLINGS
+from lstm_sentiment.models.components.rnn_classifier import CELLS, RNN_TYPES, pooling_parts
 
 CONFIG_DIR = str(PROJECT_ROOT / "conf")
 
@@ -54,9 +54,9 @@ def choice(name: str, values) -> type[Choice]:
 FileFormat = choice("FileFormat", ("auto", *FORMATS))
 Tokenizer = choice("Tokenizer", TOKENIZERS)
 ValSource = choice("ValSource", ("train", "test_half"))
-RnnType = choice("RnnType", ("lstm", "gru", "rnn"))
-Cell = choice("Cell", ("torch", "scratch"))
-Scheduler = choice("Scheduler", ("none", "cosine", "plateau"))
+RnnType = choice("RnnType", RNN_TYPES)
+Cell = choice("Cell", CELLS)
+Scheduler = choice("Scheduler", ("none", "cosine", "plateau"))  # or null: none
 
 
 @dataclass
@@ -96,20 +96,25 @@ class EmbeddingsSchema:
 
 
 @dataclass
-class ModelSchema:
-    _target_: str = MISSING
+class NetSchema:
     rnn_type: RnnType = MISSING
     embedding_dim: int = MISSING
     hidden_size: int = MISSING
     num_layers: int = MISSING
-    dropout: float = MISSING
     bidirectional: bool = MISSING
     pooling: str = MISSING  # checked by RANGES: last|max|mean|attention, joined by +
+    dropout: float = MISSING
     embedding_dropout: float = MISSING
     word_dropout: float = MISSING
     pack: bool = MISSING
     cell: Cell = MISSING
     record_gates: bool = MISSING
+
+
+@dataclass
+class ModelSchema:
+    _target_: str = MISSING
+    net: NetSchema = field(default_factory=NetSchema)
     lr: float = MISSING
     weight_decay: float = MISSING
     scheduler: Optional[Scheduler] = MISSING  # noqa: UP045
@@ -136,8 +141,10 @@ DROPOUT = _rule(lambda v: 0 <= v < 1, "in [0, 1)")
 
 
 def _is_pooling(value: str) -> bool:
-    parts = value.split("+")
-    return all(p in POOLINGS for p in parts) and len(set(parts)) == len(parts)
+    try:
+        return bool(pooling_parts(value))
+    except ValueError:
+        return False
 
 
 # key -> (test, what it must be)
@@ -153,13 +160,13 @@ RANGES: dict[str, tuple] = {
     "data.num_workers": _rule(lambda v: v >= 0, ">= 0"),
     "data.preprocess_workers": POSITIVE_OR_NULL,
     "data.max_bad_fraction": _rule(lambda v: 0 <= v <= 1, "in [0, 1]"),
-    "model.embedding_dim": POSITIVE,
-    "model.hidden_size": POSITIVE,
-    "model.num_layers": POSITIVE,
-    "model.dropout": DROPOUT,
-    "model.embedding_dropout": DROPOUT,
-    "model.word_dropout": DROPOUT,
-    "model.pooling": _rule(_is_pooling, f"one of {'|'.join(POOLINGS)} or several joined by +"),
+    "model.net.embedding_dim": POSITIVE,
+    "model.net.hidden_size": POSITIVE,
+    "model.net.num_layers": POSITIVE,
+    "model.net.dropout": DROPOUT,
+    "model.net.embedding_dropout": DROPOUT,
+    "model.net.word_dropout": DROPOUT,
+    "model.net.pooling": _rule(_is_pooling, "last, max, mean or attention, or several joined by +"),
     "model.lr": POSITIVE,
     "model.weight_decay": _rule(lambda v: v >= 0, ">= 0"),
 }
@@ -188,8 +195,9 @@ def plain(node: DictConfig) -> dict[str, Any]:
 
 
 def build(node: DictConfig, **kwargs: Any) -> Any:
-    """``hydra.utils.instantiate`` of a node with a ``_target_``, given plain values."""
-    return instantiate(plain(node), **kwargs)
+    """``hydra.utils.instantiate`` of a node with a ``_target_``, given plain values (nested
+    nodes such as ``model.net`` arrive as plain dicts, which a checkpoint's hparams can hold)."""
+    return instantiate(plain(node), _convert_="all", **kwargs)
 
 
 def instantiate_all(group: DictConfig | None) -> list:

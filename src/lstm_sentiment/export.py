@@ -30,7 +30,7 @@ from lstm_sentiment.data.reviews import read_reviews
 from lstm_sentiment.data.vocab import PAD_ID, UNK_ID
 from lstm_sentiment.errors import USER_ERRORS
 from lstm_sentiment.inference import InferenceError, Predictor, load_predictor
-from lstm_sentiment.models.components.lstm import LSTMClassifier
+from lstm_sentiment.models.components.rnn_classifier import RNNClassifier
 
 log = logging.getLogger("lstm_sentiment.export")
 
@@ -57,12 +57,12 @@ class ProbabilityModel(nn.Module):
     compares them with the packed model), and both keep batch and time sizes dynamic.
     """
 
-    def __init__(self, net: LSTMClassifier):
+    def __init__(self, net: RNNClassifier):
         super().__init__()
         if getattr(net, "cell", "torch") != "torch":
             raise ExportError(
                 f"cell={net.cell} does not export: tracing would unroll its Python time loop to "
-                "the example's length; train with model.cell=torch"
+                "the example's length; train with model.net.cell=torch"
             )
         self.net = copy.copy(net)  # the same weights; only this copy runs unpacked
         self.net.pack = False

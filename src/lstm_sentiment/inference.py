@@ -7,7 +7,6 @@ files, no Lightning.
 
 from __future__ import annotations
 
-import inspect
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,7 +16,7 @@ import torch
 
 from lstm_sentiment.data.batching import pad_batch
 from lstm_sentiment.data.encoder import TextEncoder
-from lstm_sentiment.models.components.lstm import LSTMClassifier
+from lstm_sentiment.models.components.rnn_classifier import RNNClassifier
 
 DATAMODULE_KEY = "ReviewDataModule"  # where ReviewDataModule.state_dict() lands in a checkpoint
 
@@ -49,7 +48,7 @@ def _reason(error: BaseException) -> str:
 class Predictor:
     """The network plus what turns text into its input, exactly as in training."""
 
-    net: LSTMClassifier
+    net: RNNClassifier
     encoder: TextEncoder
     device: torch.device
 
@@ -65,16 +64,38 @@ class Predictor:
         return torch.sigmoid(logits).tolist()
 
     @torch.inference_mode()
-    def per_token(self, text: str) -> tuple[list[str], list[float]]:
-        """The review's tokens and the positive probability after each; the last one is the
-        review's probability."""
+    def per_token(self, text: str) -> TokenView:
+        """What each token of the review does to the prediction (``TokenView``)."""
         tokens = self.encoder.tokens(text)
         ids = torch.tensor([self.encoder.vocab.encode(tokens)], device=self.device)
-        try:
-            logits = self.net.per_token_logits(ids)[0]
-        except ValueError as e:  # a bidirectional network has no left-to-right reading
-            raise InferenceError(_first_line(e)) from None
-        return tokens, torch.sigmoid(logits).tolist()
+        net, probability = self.net, self.probabilities([text])[0]
+        if not net.bidirectional and net.pooling == ["last"]:
+            values = torch.sigmoid(net.per_token_logits(ids)[0]).tolist()
+            return TokenView(tokens, ids[0].tolist(), "prefix", values, probability)
+        lengths = torch.tensor([len(tokens)], device=self.device)
+        values = net.token_contributions(ids, lengths)[0].tolist()
+        reading = "occlusion" if "last" in net.pooling else "share"
+        return TokenView(tokens, ids[0].tolist(), reading, values, probability, net.fc.bias.item())
+
+
+@dataclass
+class TokenView:
+    """Each token's part in a prediction, read one of three ways (``RNNClassifier`` docs):
+
+    - ``prefix`` (one-directional network read at its last state): ``values[t]`` is the positive
+      probability of the review cut after token ``t``; the last is the review's probability.
+    - ``share`` (max, mean or attention pooling): ``values[t]`` is token ``t``'s share of the
+      logit; ``bias + sum(values)`` is the logit exactly.
+    - ``occlusion`` (a bidirectional network with ``last`` in its pooling): ``values[t]`` is what
+      the logit loses when token ``t`` becomes unknown (plus its exact share of any other pooling).
+    """
+
+    tokens: list[str]
+    ids: list[int]
+    reading: str
+    values: list[float]
+    probability: float
+    bias: float = 0.0
 
 
 def pick_device(name: str) -> torch.device:
@@ -125,7 +146,7 @@ def load_predictor(path: str | Path, device: str = "cpu") -> Predictor:
     saved = ckpt[DATAMODULE_KEY]
     try:
         net = build_network(ckpt["hyper_parameters"], ckpt["state_dict"])
-    except (TypeError, RuntimeError) as e:
+    except (TypeError, RuntimeError, KeyError) as e:
         raise CheckpointError(
             f"{path}: a checkpoint of another model type ({_first_line(e)})"
         ) from None
@@ -142,14 +163,10 @@ def load_predictor(path: str | Path, device: str = "cpu") -> Predictor:
     return Predictor(net.to(torch_device).eval(), encoder, torch_device)
 
 
-def build_network(hparams: dict, state_dict: dict) -> LSTMClassifier:
-    """The trained network alone, without Lightning (whose import triples the CLI's start-up).
-
-    SentimentModule keeps it as ``net`` and hands it each hyperparameter of the same name, so
-    the same names rebuild it here; a test checks both give the same probabilities.
-    """
-    accepted = inspect.signature(LSTMClassifier).parameters
-    net = LSTMClassifier(**{k: v for k, v in hparams.items() if k in accepted})
+def build_network(hparams: dict, state_dict: dict) -> RNNClassifier:
+    """The trained network alone, without Lightning (whose import triples the CLI's start-up):
+    ``SentimentModule`` keeps it as ``net``, built from ``hparams["net"]``."""
+    net = RNNClassifier(vocab_size=hparams["vocab_size"], **hparams["net"])
     prefix = "net."
     net.load_state_dict(
         {k.removeprefix(prefix): v for k, v in state_dict.items() if k.startswith(prefix)}

@@ -4,7 +4,8 @@ Reviews come from ``text=`` arguments (each one review, taken verbatim, so quote
 Hydra escaping), else ``input=FILE`` (one review per line, or a fastText/CSV review file), else
 standard input (one review per line). Output is JSON Lines (``text``, ``probability``, ``label``,
 and ``target`` when the input was labelled) on stdout or ``output=FILE``; logs go to stderr.
-``per_token=true`` prints the probability after each token instead (``plot=FILE.png`` draws it).
+``per_token=true`` prints what each token does to the prediction instead (``plot=FILE.png`` draws
+it): see ``inference.TokenView``.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from lstm_sentiment.config import CONFIG_DIR
 from lstm_sentiment.data.reviews import FORMATS, read_input_file, read_lines
 from lstm_sentiment.data.vocab import UNK_ID
 from lstm_sentiment.errors import USER_ERRORS
-from lstm_sentiment.inference import InputError, Predictor, load_predictor
+from lstm_sentiment.inference import InputError, Predictor, TokenView, load_predictor
 
 log = logging.getLogger("lstm_sentiment.predict")
 
@@ -72,22 +73,44 @@ def batches(items: Iterable, size: int) -> Iterator[list]:
 # -- output -------------------------------------------------------------------------------------
 
 
-def per_token_table(predictor: Predictor, tokens: list[str], probs: list[float]) -> str:
-    """One row per token: its probability, a bar, and notes on unknown words and on where the
-    prediction flips."""
-    unknown = [i == UNK_ID for i in predictor.encoder.vocab.encode(tokens)]
-    width = max(len(t) for t in tokens)
-    rows = [f"{'#':>4}  {'token':<{width}}  p(pos)"]
-    for i, (tok, p, unk) in enumerate(zip(tokens, probs, unknown, strict=True)):
-        notes = ["(unknown word)"] if unk else []
-        if i and (p >= 0.5) != (probs[i - 1] >= 0.5):
-            notes.append("<- turns " + ("positive" if p >= 0.5 else "negative"))
-        bar = "#" * round(p * 20)
-        rows.append(f"{i + 1:>4}  {tok:<{width}}  {p:.3f}  {bar:<20}  {' '.join(notes)}".rstrip())
+def per_token_table(view: TokenView) -> str:
+    """One row per token: its value, a bar, and notes (unknown words; where a prefix reading
+    flips; the strongest shares), then how the values make the prediction."""
+    width = max(len(t) for t in view.tokens)
+    if view.reading == "prefix":
+        rows = [f"{'#':>4}  {'token':<{width}}  p(pos) so far"]
+        bars = ["#" * round(p * 20) for p in view.values]
+    else:
+        rows = [f"{'#':>4}  {'token':<{width}}  share of the logit"]
+        scale = max(abs(v) for v in view.values) or 1.0
+        bars = [("+" if v > 0 else "-") * round(10 * abs(v) / scale) for v in view.values]
+        strongest = {view.values.index(max(view.values)): "<- most positive",
+                     view.values.index(min(view.values)): "<- most negative"}  # fmt: skip
+    for i, (token, value, bar) in enumerate(zip(view.tokens, view.values, bars, strict=True)):
+        notes = ["(unknown word)"] if view.ids[i] == UNK_ID else []
+        if view.reading == "prefix":
+            if i and (value >= 0.5) != (view.values[i - 1] >= 0.5):
+                notes.append("<- turns " + ("positive" if value >= 0.5 else "negative"))
+            shown = f"{value:.3f}"
+        else:
+            notes += [strongest[i]] if i in strongest else []
+            shown = f"{value:+.3f}"
+        rows.append(f"{i + 1:>4}  {token:<{width}}  {shown}  {bar:<20}  {' '.join(notes)}".rstrip())
+    if view.reading == "share":
+        total = sum(view.values)
+        rows.append(
+            f"bias {view.bias:+.3f} + shares {total:+.3f} = logit {view.bias + total:+.3f}: "
+            f"p(positive) {view.probability:.3f}"
+        )
+    elif view.reading == "occlusion":
+        rows.append(
+            f"p(positive) {view.probability:.3f}; each value: what the logit loses when the token "
+            "becomes unknown (these do not add up to the logit)"
+        )
     return "\n".join(rows)
 
 
-def plot_per_token(tokens: list[str], probs: list[float], path: str, title: str) -> None:
+def plot_per_token(view: TokenView, path: str, title: str) -> None:
     try:
         import matplotlib
 
@@ -95,13 +118,20 @@ def plot_per_token(tokens: list[str], probs: list[float], path: str, title: str)
         import matplotlib.pyplot as plt
     except ImportError:
         raise InputError("plot= needs matplotlib: pip install matplotlib") from None
-    fig, ax = plt.subplots(figsize=(max(6.0, 0.35 * len(tokens)), 3.5))
-    ax.plot(range(len(tokens)), probs, marker="o", markersize=3)
-    ax.axhline(0.5, color="grey", linestyle="--", linewidth=0.8)
-    ax.set_ylim(0, 1)
-    ax.set_xticks(range(len(tokens)), tokens, rotation=90, fontsize=8)
-    ax.set_ylabel("p(positive) so far")
-    ax.set_title(title[:80], fontsize=9)
+    fig, ax = plt.subplots(figsize=(max(6.0, 0.35 * len(view.tokens)), 3.5))
+    steps = range(len(view.tokens))
+    if view.reading == "prefix":
+        ax.plot(steps, view.values, marker="o", markersize=3)
+        ax.axhline(0.5, color="grey", linestyle="--", linewidth=0.8)
+        ax.set_ylim(0, 1)
+        ax.set_ylabel("p(positive) so far")
+    else:
+        colors = ["tab:green" if v > 0 else "tab:red" for v in view.values]
+        ax.bar(steps, view.values, color=colors)
+        ax.axhline(0, color="grey", linewidth=0.8)
+        ax.set_ylabel("share of the logit" if view.reading == "share" else "logit lost if unknown")
+    ax.set_xticks(steps, view.tokens, rotation=90, fontsize=8)
+    ax.set_title(f"p(positive) {view.probability:.3f}: {title}"[:90], fontsize=9)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
@@ -111,10 +141,10 @@ def explain(predictor: Predictor, reviews: list[Review], out: IO[str], plot: str
     if plot and len(reviews) != 1:
         raise InputError(f"plot= draws one review; got {len(reviews)}")
     for text, _ in reviews:
-        tokens, probs = predictor.per_token(text)
-        out.write(f"{text}\n{per_token_table(predictor, tokens, probs)}\n\n")
+        view = predictor.per_token(text)
+        out.write(f"{text}\n{per_token_table(view)}\n\n")
         if plot:
-            plot_per_token(tokens, probs, plot, text)
+            plot_per_token(view, plot, text)
             log.info("per-token plot written to %s", plot)
 
 

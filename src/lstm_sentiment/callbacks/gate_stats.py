@@ -1,7 +1,7 @@
-"""Log the LSTM's gate activations per layer, per validation epoch (``model.record_gates=true``).
+"""Log the LSTM's gate activations per layer, per validation epoch (model.net.record_gates=true).
 
 The forget gate near 1 means the cell state carries on (long-term memory); near 0, it is wiped.
-Needs ``model.cell=scratch``, whose forward records the means (``ScratchLSTM.gate_stats``).
+Needs ``model.net.cell=scratch``, whose forward records the means (``ScratchLSTM.gate_stats``).
 """
 
 from __future__ import annotations

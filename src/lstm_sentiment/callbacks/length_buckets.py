@@ -47,7 +47,7 @@ class LengthBucketAccuracy(pl.Callback):
             span = f"{low}+" if high is None else f"{low}-{high}"
             rows.append({"bucket": name, "tokens": span, "reviews": n, "accuracy": acc})
         if trainer.is_global_zero:
-            self._write(rows, rnn=pl_module.hparams.get("rnn_type", "?"))
+            self._write(rows, rnn=pl_module.hparams.get("net", {}).get("rnn_type", "?"))
 
     def _write(self, rows: list[dict], rnn: str) -> None:
         table = [

@@ -83,8 +83,8 @@ def load_vectors(embedding: nn.Embedding, vocab: Vocabulary, path: str | Path) -
     found, dim = read_vectors(path, vocab)
     if dim != embedding.embedding_dim:
         raise EmbeddingsError(
-            f"{path} holds {dim}-dimensional vectors but model.embedding_dim="
-            f"{embedding.embedding_dim}: set model.embedding_dim={dim}"
+            f"{path} holds {dim}-dimensional vectors but model.net.embedding_dim="
+            f"{embedding.embedding_dim}: set model.net.embedding_dim={dim}"
         )
     if found:
         rows = torch.tensor(list(found), dtype=torch.long)

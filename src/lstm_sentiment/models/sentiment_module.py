@@ -1,4 +1,4 @@
-"""The LightningModule: loss, metrics and optimizer around the LSTMClassifier."""
+"""The LightningModule: loss, metrics and optimizer around the RNNClassifier."""
 
 from __future__ import annotations
 
@@ -8,9 +8,10 @@ from torch import nn
 from torchmetrics import MaxMetric, MeanMetric, MetricCollection
 from torchmetrics.classification import BinaryAccuracy, BinaryAUROC, BinaryF1Score
 
-from lstm_sentiment.models.components.lstm import LSTMClassifier
+from lstm_sentiment.config import Scheduler
+from lstm_sentiment.models.components.rnn_classifier import RNNClassifier
 
-SCHEDULERS = (None, "none", "cosine", "plateau")
+SCHEDULERS = (None, *(s.value for s in Scheduler))
 
 
 def stage_metrics(stage: str) -> MetricCollection:
@@ -25,53 +26,28 @@ class SentimentModule(pl.LightningModule):
     """Binary review sentiment with ``BCEWithLogitsLoss`` (the recipe's sigmoid + ``BCELoss`` is
     less stable: it saturates where the logit form does not).
 
-    Every constructor argument is a plain number or string (or a dict of them), saved as a
-    hyperparameter, so the checkpoint rebuilds the network on its own and loads with
-    ``weights_only=True``.
+    Every constructor argument is a plain number or string (or a dict of them: ``net``, the
+    network's own arguments; ``embeddings``, pretrained vectors), saved as a hyperparameter, so the
+    checkpoint rebuilds the network on its own and loads with ``weights_only=True``.
     Gradient clipping is the Trainer's job (``trainer.gradient_clip_val``).
     """
 
     def __init__(
         self,
+        *,
         vocab_size: int,
-        rnn_type: str = "lstm",
-        embedding_dim: int = 128,
-        hidden_size: int = 128,
-        num_layers: int = 1,
-        dropout: float = 0.3,
-        bidirectional: bool = False,
-        pooling: str = "last",
-        embedding_dropout: float = 0.0,
-        word_dropout: float = 0.0,
-        pack: bool = True,
-        cell: str = "torch",
-        record_gates: bool = False,
-        lr: float = 3e-3,
-        weight_decay: float = 0.0,
-        scheduler: str | None = None,
-        embeddings: dict | None = None,
+        net: dict,
+        lr: float,
+        weight_decay: float,
+        scheduler: str | None,
+        embeddings: dict,
     ):
         super().__init__()
         if scheduler not in SCHEDULERS:
             raise ValueError(f"model.scheduler must be one of {SCHEDULERS}, got {scheduler!r}")
-        # a plain dict (Hydra passes a DictConfig), so the checkpoint loads with weights_only=True
-        embeddings = {"path": None, "freeze": False, **(embeddings or {})}
         self.save_hyperparameters()
-        self.net = LSTMClassifier(
-            vocab_size=vocab_size,
-            embedding_dim=embedding_dim,
-            hidden_size=hidden_size,
-            num_layers=num_layers,
-            dropout=dropout,
-            bidirectional=bidirectional,
-            pooling=pooling,
-            embedding_dropout=embedding_dropout,
-            word_dropout=word_dropout,
-            rnn_type=rnn_type,
-            pack=pack,
-            cell=cell,
-            record_gates=record_gates,
-        )
+        # the network's arguments, one dict: a checkpoint rebuilds it from hparams["net"] alone
+        self.net = RNNClassifier(vocab_size=vocab_size, **net)
         # Pretrained vectors are copied in by train.py (they need the vocabulary); freezing follows
         # the hparam here, so a reloaded checkpoint stays frozen.
         self.net.embedding.weight.requires_grad_(not embeddings["freeze"])

@@ -1,5 +1,8 @@
 """The network: Embedding -> recurrent layers -> pooling over time -> dropout -> Linear -> a logit.
 
+``SentimentModule`` builds it from ``model.net`` (``conf/model/lstm.yaml``), whose keys are this
+constructor's arguments one to one; a checkpoint's ``hyper_parameters["net"]`` rebuilds it alone.
+
 ``encode`` gives every token's top-layer state (both directions, aligned to the token), ``pool``
 turns those states into one vector per review, ``forward`` classifies it. Each layer runs each
 direction as its own one-way module, the backward one on every review reversed within its length,
@@ -17,6 +20,7 @@ from lstm_sentiment.data.vocab import PAD_ID, UNK_ID
 from lstm_sentiment.models.components.scratch_lstm import ScratchLSTM
 
 RNN_TYPES = {"lstm": nn.LSTM, "gru": nn.GRU, "rnn": nn.RNN}
+CELLS = ("torch", "scratch")  # torch's modules, or ScratchLSTM (the gate equations written out)
 # What one review's vector is made of; several can be joined with "+" (e.g. "max+mean").
 POOLINGS = ("last", "max", "mean", "attention")
 
@@ -38,8 +42,9 @@ def pooling_parts(pooling: str) -> list[str]:
     return parts
 
 
-class LSTMClassifier(nn.Module):
-    """Reads each review from its first to its last real token and classifies a pooled state.
+class RNNClassifier(nn.Module):
+    """An LSTM (or, for comparison, a GRU or plain RNN: ``rnn_type``) that reads each review from
+    its first to its last real token and classifies a pooled state.
 
     Every call starts from a zero state (the reference recipe carried the state of one shuffled
     batch into the next) and takes any batch size (it built a fixed-size state that broke on the
@@ -59,24 +64,25 @@ class LSTMClassifier(nn.Module):
 
     def __init__(
         self,
+        *,
         vocab_size: int,
-        embedding_dim: int = 128,
-        hidden_size: int = 128,
-        num_layers: int = 1,
-        dropout: float = 0.3,
-        bidirectional: bool = False,
-        rnn_type: str = "lstm",
-        pack: bool = True,
-        cell: str = "torch",
-        record_gates: bool = False,
-        pooling: str = "last",
-        embedding_dropout: float = 0.0,
-        word_dropout: float = 0.0,
+        rnn_type: str,
+        embedding_dim: int,
+        hidden_size: int,
+        num_layers: int,
+        bidirectional: bool,
+        pooling: str,
+        dropout: float,
+        embedding_dropout: float,
+        word_dropout: float,
+        pack: bool,
+        cell: str,
+        record_gates: bool,
     ):
         super().__init__()
         if rnn_type not in RNN_TYPES:
             raise ValueError(f"rnn_type must be one of {sorted(RNN_TYPES)}, got {rnn_type!r}")
-        if cell not in ("torch", "scratch") or (cell == "scratch" and rnn_type != "lstm"):
+        if cell not in CELLS or (cell == "scratch" and rnn_type != "lstm"):
             raise ValueError(f"cell must be torch, or scratch with rnn_type=lstm; got {cell!r}")
         if record_gates and cell != "scratch":
             raise ValueError("record_gates needs cell=scratch (nn.LSTM does not expose its gates)")
