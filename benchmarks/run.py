@@ -417,7 +417,8 @@ def train_default(overrides: list[str], seed: int, out_dir: Path) -> dict:
     if done.returncode or result["status"] != "ok":
         tail = log.read_text(errors="replace")[-3000:]
         raise RuntimeError(f"`{shlex.join(cmd)}` failed (exit {done.returncode}):\n{tail}")
-    return {"seconds": seconds, "test_acc": result["metrics"]["test/acc"]}
+    metrics = result["metrics"]
+    return {"seconds": seconds, "test_acc": metrics["test/acc"], "val_acc": metrics["val/acc_best"]}
 
 
 def wall(seconds: list[float]) -> str:
@@ -519,11 +520,76 @@ def peer_section(args, work: Path) -> str:
     return table(header, rows) + "\n\n" + "\n".join(notes)
 
 
+# ---------------------------------------------------------------------------------------------
+# 5. ablation: from the previous default to today's, one change at a time
+
+# (what the step changes, the overrides that undo it). Row k of the table is the default with
+# every step after k undone: the first row is the previous default, each row adds one change to
+# the row above, and the last row is `make train` itself.
+ABLATION: list[tuple[str, list[str]]] = [
+    ("previous default: the last state, batch 32, max_len 120, 5 epochs",
+     ["data.batch_size=32", "data.max_len=120", "trainer.max_epochs=5", "model.lr=0.003"]),
+    ("max pooling over all states", ["model.net.pooling=last"]),
+]  # fmt: skip
+
+
+def ablation_section(args, work: Path) -> str:
+    if args.ablation_seeds < 2:
+        raise SystemExit("--section ablation needs --ablation-seeds 2 or more")
+    load_before = load_average()
+    common = [f"data.data_dir={args.data_dir.resolve()}", f"paths.cache_dir={work / 'cache'}"]
+    common += shlex.split(args.ablation_overrides)
+    seeds = list(range(args.ablation_seeds))
+    rows_overrides = []
+    for k, (change, _) in enumerate(ABLATION):
+        undo = [o for _, later in ABLATION[k + 1 :] for o in later]
+        rows_overrides.append(((change if k == 0 else f"+ {change}"), undo))
+
+    jobs = [(row, seed) for row in range(len(rows_overrides)) for seed in seeds]
+
+    def run(job: tuple[int, int]) -> dict:
+        row, seed = job
+        name, undo = rows_overrides[row]
+        result = train_default([*common, *undo], seed, work / "ablation" / f"{row}-{seed}")
+        print(f"  seed {seed}: val {100 * result['val_acc']:.2f}% test "
+              f"{100 * result['test_acc']:.2f}%  {name}", flush=True)  # fmt: skip
+        return result
+
+    with ThreadPoolExecutor(args.ablation_jobs) as pool:  # each run is a process of its own
+        results = dict(zip(jobs, pool.map(run, jobs), strict=True))
+
+    def spread(values: list[float]) -> str:
+        return f"{statistics.mean(values):.2f} ± {statistics.stdev(values):.2f}"
+
+    rows = []
+    for row, (name, undo) in enumerate(rows_overrides):
+        runs = [results[row, seed] for seed in seeds]
+        tests = [100 * r["test_acc"] for r in runs]
+        rows.append([name, " ".join(f"`{o}`" for o in undo) or "(none: `make train`)",
+                     spread([100 * r["val_acc"] for r in runs]), spread(tests),
+                     " ".join(f"{t:.2f}" for t in tests),
+                     wall([r["seconds"] for r in runs])])  # fmt: skip
+    header = ["change (cumulative)", "overrides on the default", "val acc % (best epoch)",
+              "test acc %", f"test, per seed ({seeds[0]}..{seeds[-1]})",
+              "wall time per run"]  # fmt: skip
+    notes = [
+        f"Each cell: mean ± sd over seeds {seeds[0]}..{seeds[-1]} of `python -m "
+        "lstm_sentiment.train seed=S <overrides>` (validation: the best epoch's accuracy on the "
+        "held-out part of the train file, which picks the checkpoint; test: that checkpoint on "
+        f"the test file). Data: {args.data_dir}. {args.ablation_jobs} run(s) at a time"
+        + ("." if args.ablation_jobs == 1 else " (wall times are then not a lone run's).")
+        + f" {load_before} at the start, {load_average()} at the end.",
+    ]
+    if args.ablation_overrides:
+        notes.append(f"Every run also had: `{args.ablation_overrides}`.")
+    return table(header, rows) + "\n\n" + "\n".join(notes)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
         "--section",
-        choices=["preprocess", "train", "accuracy", "scale", "peer", "all"],
+        choices=["preprocess", "train", "accuracy", "scale", "peer", "ablation", "all"],
         default="all",
     )
     parser.add_argument("--data-dir", type=Path, default=SAMPLE_DIR)
@@ -583,6 +649,13 @@ def main() -> None:
         default="",
         help="Hydra overrides for every run of ours and its split, e.g. 'trainer.max_epochs=1'",
     )
+    parser.add_argument(
+        "--ablation-seeds", type=int, default=5, help="seeds 0..N-1 of each ablation row"
+    )
+    parser.add_argument("--ablation-jobs", type=int, default=1, help="ablation runs at once")
+    parser.add_argument(
+        "--ablation-overrides", default="", help="Hydra overrides for every ablation run (tests)"
+    )
     parser.add_argument("--work-dir", type=Path, default=None, help="for inputs and caches (tmp)")
     args = parser.parse_args()
     sections = {
@@ -591,6 +664,7 @@ def main() -> None:
         "accuracy": accuracy_section,
         "scale": scale_section,
         "peer": peer_section,
+        "ablation": ablation_section,
     }
     # "train" holds the accuracy table with --acc-seeds; "peer" runs on its own (5 default
     # training runs: most of an hour)
