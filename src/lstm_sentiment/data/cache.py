@@ -16,6 +16,7 @@ from __future__ import annotations
 import hashlib
 import itertools
 import json
+import logging
 import os
 import shutil
 import time
@@ -27,6 +28,7 @@ from multiprocessing import get_context
 from pathlib import Path
 
 import numpy as np
+from filelock import FileLock
 from rich.progress import (
     BarColumn,
     Progress,
@@ -43,6 +45,8 @@ CACHE_VERSION = 1
 SPLITS = ("train", "test")
 CHUNK_REVIEWS = 1000  # per task sent to a worker: small enough to balance 2 workers on 10k reviews
 BLOCK_IDS = 1 << 22  # ids per block when remapping or checking (16 MiB of int32)
+
+log = logging.getLogger(__name__)
 
 
 class CacheError(RuntimeError):
@@ -186,23 +190,27 @@ def build_cache(
     folder."""
     cache_root = Path(cache_root)
     final = cache_root / spec.key()
-    try:
-        load_cache(final, max_bad_fraction)
-        return final
-    except CacheError:
-        pass
-    workers = workers or default_workers()
     cache_root.mkdir(parents=True, exist_ok=True)
-    _remove_abandoned_builds(cache_root)
-    tmp = cache_root / f".tmp-{final.name}-{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir()
-    try:
-        _build_into(tmp, spec, workers, max_bad_fraction, progress)
-        shutil.rmtree(final, ignore_errors=True)  # a stale or corrupt cache of the same key
-        os.replace(tmp, final)
-    finally:
+    # The processes of a DDP job (and its nodes, on a shared file system with locks) start
+    # together: the first builds while the others wait here, then load what it built.
+    with FileLock(cache_root / f".{final.name}.lock"):
+        try:
+            load_cache(final, max_bad_fraction)
+            return final
+        except CacheError:
+            pass
+        workers = workers or default_workers()
+        log.info("building the token cache %s (pid %d)", final, os.getpid())
+        _remove_abandoned_builds(cache_root)
+        tmp = cache_root / f".tmp-{final.name}-{os.getpid()}"
         shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir()
+        try:
+            _build_into(tmp, spec, workers, max_bad_fraction, progress)
+            shutil.rmtree(final, ignore_errors=True)  # a stale or corrupt cache of the same key
+            os.replace(tmp, final)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
     return final
 
 
