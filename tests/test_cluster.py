@@ -17,6 +17,7 @@ import torch
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import OmegaConf, read_write
 from tensorboard.backend.event_processing.event_file_loader import EventFileLoader
+from test_sweeps import assert_trial_in_tensorboard, only_child
 
 from lstm_sentiment.callbacks.trials import check_one_process_per_trial
 from lstm_sentiment.eval import evaluate
@@ -24,7 +25,6 @@ from lstm_sentiment.train import train
 
 from conftest import compose_config, torch_threads
 from slurm import install_reason, start_cluster
-from test_sweeps import assert_trial_in_tensorboard, only_child
 
 # the real command line on tiny data (tests/conftest.py): seconds of training per job
 TINY = [

@@ -14,11 +14,10 @@ import pytest
 import yaml
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import OmegaConf, read_write
+from test_tensorboard import read_events, read_hparams
 
 from lstm_sentiment.callbacks.sweep_summary import read_trials, write_summary
 from lstm_sentiment.callbacks.trials import check_one_process_per_trial, write_job_result
-
-from test_tensorboard import read_events, read_hparams
 
 
 def fake_job(sweep: Path, num: int, overrides: list[str], **result) -> None:
