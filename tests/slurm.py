@@ -21,6 +21,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -70,6 +71,7 @@ def free_port() -> int:
 class Cluster:
     folder: Path
     env: dict[str, str]  # what a client needs: SLURM_CONF, and bin/ (sacct) first on PATH
+    munge_dir: Path  # munged wants its socket's folder open to all, which tmp_path is not
     processes: dict[str, subprocess.Popen] = field(default_factory=dict)
 
     def run(self, *args: str, check: bool = True) -> str:
@@ -85,9 +87,16 @@ class Cluster:
     def wait_until(self, condition, timeout: float, what: str) -> None:
         deadline = time.monotonic() + timeout
         while not condition():
+            self.check_daemons()
             if time.monotonic() > deadline:
                 raise TimeoutError(f"{what} after {timeout:.0f} s; logs: {self.log_tails()}")
             time.sleep(0.5)
+
+    def check_daemons(self) -> None:
+        for name, proc in self.processes.items():
+            if proc.poll() is not None:
+                out = (self.folder / f"{name}.out").read_text()[-2000:]
+                raise RuntimeError(f"{name} exited with {proc.returncode}: {out}")
 
     def log_tails(self) -> str:
         tails = []
@@ -112,9 +121,10 @@ class Cluster:
                 except subprocess.TimeoutExpired:
                     proc.kill()
                     proc.wait()
+        shutil.rmtree(self.munge_dir, ignore_errors=True)
 
 
-def slurm_conf(folder: Path, cpus: int, ctld_port: int, slurmd_port: int) -> str:
+def slurm_conf(folder: Path, munge_dir: Path, cpus: int, ctld_port: int, slurmd_port: int) -> str:
     memory_mb = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // 2**20
     return f"""\
 ClusterName=lstmtest
@@ -124,7 +134,7 @@ SlurmdPort={slurmd_port}
 SlurmUser=root
 SlurmdUser=root
 AuthType=auth/munge
-AuthInfo=socket={folder}/munge.socket
+AuthInfo=socket={munge_dir}/munge.socket
 StateSaveLocation={folder}/state
 SlurmdSpoolDir={folder}/spool
 SlurmctldPidFile={folder}/slurmctld.pid
@@ -167,7 +177,9 @@ def start_cluster(folder: Path, cpus: int = 2) -> Cluster:
     key.write_bytes(os.urandom(1024))
     key.chmod(0o600)
     conf = folder / "slurm.conf"
-    conf.write_text(slurm_conf(folder, cpus, free_port(), free_port()))
+    munge_dir = Path(tempfile.mkdtemp(prefix="slurm-test-munge-"))
+    munge_dir.chmod(0o755)
+    conf.write_text(slurm_conf(folder, munge_dir, cpus, free_port(), free_port()))
     (folder / "cgroup.conf").write_text(CGROUP_CONF)
     sacct = folder / "bin" / "sacct"
     sacct.write_text(SACCT)
@@ -177,13 +189,13 @@ def start_cluster(folder: Path, cpus: int = 2) -> Cluster:
         "SLURM_CONF": str(conf),
         "PATH": f"{folder / 'bin'}{os.pathsep}{os.environ['PATH']}",
     }
-    cluster = Cluster(folder, env)
+    cluster = Cluster(folder, env, munge_dir)
     atexit.register(cluster.stop)  # also when a test run is interrupted
     daemons = {
         "munged": [
             "munged",
             "--foreground",
-            f"--socket={folder}/munge.socket",
+            f"--socket={munge_dir}/munge.socket",
             f"--key-file={key}",
             f"--pid-file={folder}/munged.pid",
             f"--seed-file={folder}/munged.seed",
@@ -199,7 +211,8 @@ def start_cluster(folder: Path, cpus: int = 2) -> Cluster:
                 cmd, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
             )
             if name == "munged":
-                cluster.wait_until((folder / "munge.socket").exists, 30, "no munge socket")
+                socket_file = munge_dir / "munge.socket"
+                cluster.wait_until(socket_file.exists, 30, "no munge socket")
         cluster.wait_until(lambda: _node_state(cluster) == "idle", 90, "the node is not idle")
     except BaseException:
         cluster.stop()
@@ -208,10 +221,6 @@ def start_cluster(folder: Path, cpus: int = 2) -> Cluster:
 
 
 def _node_state(cluster: Cluster) -> str:
-    for name, proc in cluster.processes.items():
-        if proc.poll() is not None:
-            out = (cluster.folder / f"{name}.out").read_text()[-2000:]
-            raise RuntimeError(f"{name} exited with {proc.returncode}: {out}")
     try:
         return cluster.run("sinfo", "--noheader", "--format=%T", check=False).strip()
     except subprocess.TimeoutExpired:
