@@ -77,7 +77,8 @@ def warm_cache(args, work: Path, env: dict) -> None:
     """Build the token cache once, so every mode's trials only train."""
     cmd = [sys.executable, "-m", "lstm_sentiment.train", "experiment=small"]
     cmd += [f"paths.data_dir={args.data_dir}", f"paths.cache_dir={work / 'cache'}"]
-    cmd += ["data.progress=false", "train=false", "test=false", f"hydra.run.dir={work / 'warm'}"]
+    cmd += ["data.progress=false", "train=false", "test=false", "optimized_metric=null"]
+    cmd += [f"hydra.run.dir={work / 'warm'}"]
     subprocess.run(cmd, cwd=ROOT, env=env, check=True, capture_output=True)
 
 
