@@ -21,6 +21,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -225,3 +226,26 @@ def _node_state(cluster: Cluster) -> str:
         return cluster.run("sinfo", "--noheader", "--format=%T", check=False).strip()
     except subprocess.TimeoutExpired:
         return ""
+
+
+def main() -> None:
+    """``python tests/slurm.py [FOLDER]``: a local cluster to try commands on, until Ctrl-C."""
+    folder = Path(sys.argv[1] if len(sys.argv) > 1 else tempfile.mkdtemp(prefix="slurm-"))
+    reason = install_reason()
+    if reason:
+        sys.exit(f"no SLURM: {reason}")
+    cluster = start_cluster(folder.resolve())
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))  # kill <pid> stops it cleanly too
+    env = cluster.env
+    print(f"export SLURM_CONF={env['SLURM_CONF']} PATH={folder.resolve()}/bin:$PATH", flush=True)
+    try:
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        cluster.stop()
+
+
+if __name__ == "__main__":
+    main()
