@@ -6,10 +6,11 @@
 
 Each mode runs the real command line (``python -m lstm_sentiment.train -m ...``) on the same
 8-trial grid (hidden size x learning rate x seed) into its own folder, after the token cache was
-built once, and checks that every trial ended ``ok`` in the sweep summary. One after another runs
-twice: with all cores as torch threads (the default) and with one (on a busy machine, threads that
-wait for cores other jobs hold can cost more than they bring); the ratios are against the faster
-of the two. Side by side, joblib and the SLURM preset give each of the 2 trials one thread.
+built once, and checks that every trial ended ``ok`` in the sweep summary. One after another, a
+trial gets one torch thread (mode ``sequential_1_thread``; ``sequential`` gives it all the cores,
+which on this busy 2-core machine ran 10x slower: threads wait for cores other jobs hold); side by
+side, joblib and the SLURM preset give each of the 2 trials one thread. Ratios are against the
+faster one-after-another row.
 SLURM: a one-node cluster on 127.0.0.1 started for the run (tests/slurm.py; it installs Debian's
 slurm-wlm when missing), or with --use-slurm-conf the cluster $SLURM_CONF names.
 """
@@ -19,6 +20,7 @@ from __future__ import annotations
 import argparse
 import csv
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -29,7 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.run import ROOT, SAMPLE, load_average, table  # noqa: E402
 
-GRID = ["model.hidden_size=32,64", "model.lr=0.001,0.003", "seed=1,2"]
+GRID = ["model.hidden_size=64,128", "model.lr=0.001,0.003", "seed=1,2"]
 MODES = {
     "sequential": [],
     "sequential_1_thread": [],
@@ -58,13 +60,19 @@ def sweep_command(args, work: Path, mode: str) -> list[str]:
         "callbacks.rich_progress_bar=null",
         "++trainer.enable_model_summary=false",
         f"trainer.max_epochs={args.epochs}",
-        f"trainer.limit_train_batches={args.batches}",
+        f"trainer.limit_train_batches={args.batches or 'null'}",
         *GRID,
         *MODES[mode],
     ]
 
 
-def run_mode(args, work: Path, mode: str, env: dict) -> float:
+def trial_seconds(sweep: Path, job: str) -> float:
+    """From Hydra writing the trial's config to train() writing its result."""
+    start = (sweep / job / ".hydra" / "config.yaml").stat().st_mtime
+    return (sweep / job / "metrics.json").stat().st_mtime - start
+
+
+def run_mode(args, work: Path, mode: str, env: dict) -> tuple[float, float]:
     cmd = sweep_command(args, work, mode)
     if mode == "sequential_1_thread":
         env = {**env, "OMP_NUM_THREADS": "1"}
@@ -76,7 +84,7 @@ def run_mode(args, work: Path, mode: str, env: dict) -> float:
     rows = list(csv.DictReader((work / mode / "summary.csv").open()))
     if len(rows) != 8 or any(r["status"] != "ok" for r in rows):
         sys.exit(f"{mode}: not 8 ok trials: {[(r['job'], r['status']) for r in rows]}")
-    return seconds
+    return seconds, statistics.median(trial_seconds(work / mode, r["job"]) for r in rows)
 
 
 def warm_cache(args, work: Path, env: dict) -> None:
@@ -91,9 +99,15 @@ def warm_cache(args, work: Path, env: dict) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data-dir", type=Path, default=SAMPLE)
-    parser.add_argument("--modes", nargs="+", choices=list(MODES), default=list(MODES))
-    parser.add_argument("--epochs", type=int, default=2)
-    parser.add_argument("--batches", type=int, default=60, help="training batches per epoch")
+    parser.add_argument(
+        "--modes",
+        nargs="+",
+        choices=list(MODES),
+        default=["sequential_1_thread", "local_parallel", "slurm"],
+        help="sequential: one after another with torch threads = cores",
+    )
+    parser.add_argument("--epochs", type=int, default=4)
+    parser.add_argument("--batches", type=int, default=None, help="per epoch (default: all)")
     parser.add_argument(
         "--use-slurm-conf", action="store_true", help="the cluster $SLURM_CONF names, not a new one"
     )
@@ -120,22 +134,24 @@ def main() -> None:
             if cluster is not None:
                 cluster.stop()
 
-    base = min((s for m, s in seconds.items() if m.startswith("sequential")), default=None)
+    base = min((s for m, (s, _) in seconds.items() if m.startswith("sequential")), default=None)
     rows = [
         [
             LABELS[mode],
             8,
             f"{s:.0f}",
+            f"{trial:.1f}",
             f"{8 * 60 / s:.1f}",
             f"{base / s:.2f}x" if base else "",
         ]
-        for mode, s in seconds.items()
+        for mode, (s, trial) in seconds.items()
     ]
-    header = ["how the 8 trials ran", "trials", "wall s", "trials/min", "vs faster sequential"]
+    header = ["how the 8 trials ran", "trials", "wall s", "median s a trial", "trials/min"]
+    header.append("vs faster sequential")
     print(table(header, rows))
     print(
         f"\nGrid {' x '.join(GRID)} on {args.data_dir.name}; experiment=small, "
-        f"{args.epochs} epochs of {args.batches} batches, validation and test each trial; "
+        f"{args.epochs} epochs of {args.batches or 'all'} batches, validation and test a trial; "
         f"{len(os.sched_getaffinity(0))} cores; {load_average()} at the end."
     )
 

@@ -421,3 +421,19 @@ def test_two_nodes_equal_one_process_with_the_same_global_batch(
     for name, value in two_nodes["state_dict"].items():
         expected = one_process["state_dict"][name]
         torch.testing.assert_close(value, expected, rtol=0, atol=1e-6, msg=name)
+
+
+@pytest.mark.slow
+def test_the_sweep_benchmark_prints_its_table(tmp_path, tiny_data_dir):
+    """benchmarks/bench_sweep.py end to end on tiny reviews, without SLURM (the SLURM launcher
+    is tested above): every mode's 8 trials ran and the table has a row for it."""
+    cmd = [sys.executable, "benchmarks/bench_sweep.py", "--data-dir", str(tiny_data_dir)]
+    cmd += ["--modes", "sequential_1_thread", "local_parallel", "--epochs", "1", "--batches", "2"]
+    cmd += ["--work-dir", str(tmp_path)]
+    out = run(cmd, cwd=Path(__file__).resolve().parents[1]).stdout
+    rows = [line.split(" | ") for line in out.splitlines() if line.startswith("| ")]
+    assert [r[0] for r in rows[1:]] == [
+        "| one after another (1 process, 1 torch thread)",
+        "| 2 local parallel workers (joblib, 1 thread each)",
+    ]
+    assert all(r[1] == "8" for r in rows[1:]) and rows[1][-1] == "1.00x |"
