@@ -8,9 +8,9 @@ same command in the same folder, where Lightning resumes from the newest ``hpc_c
 (``ckpt_path`` null on SLURM), mid-epoch included.
 
 Lightning's own handler for the signal (``SLURMEnvironment(auto_requeue=True)``) does the same work
-inside the signal handler, interrupting whatever the process was doing; here that hung with the
-TensorBoard writer mid-write. This handler only sets a flag: installed before Lightning's, it
-keeps Lightning's from being installed.
+inside the signal handler, interrupting whatever the process was doing, and waits on any lock the
+interrupted code holds (a logger's): here it hung, no checkpoint written after 10 minutes. This
+handler only sets a flag; installed before Lightning's, it keeps Lightning's from being installed.
 """
 
 from __future__ import annotations
