@@ -169,6 +169,9 @@ def test_a_killed_optuna_sweep_resumes_without_rerunning_finished_trials(tmp_pat
     for number, trial in finished.items():  # kept, not re-run
         assert after[number].params == trial.params and after[number].value == trial.value
         assert (sweep / str(number) / "metrics.json").read_text() == first_results[number]
+    # nor drawn again: the seeded sampler restarts its random numbers in the new process
+    first_lrs = {t.params["model.lr"] for t in before}
+    assert not first_lrs & {t.params["model.lr"] for t in after[3:]}
     rows = {r["job"]: r for r in summary_rows(sweep)}
     assert sorted(rows) == ["0", "1", "2", "3", "4"]  # job folder N is trial N
     assert rows["2"]["status"] == "failed" and "died" in rows["2"]["error"]

@@ -4,7 +4,8 @@ hydra-optuna-sweeper 1.3.0 already loads an existing study from ``hydra.sweeper.
 runs ``n_trials`` more trials and numbers their job folders from 0 again, over the folders of the
 first run. ``ResumableOptunaSweeper`` (``conf/hparams_search/lstm_optuna.yaml``) runs only the
 trials still missing, numbers new jobs after the study's trials (job folder ``N`` is Optuna trial
-``N``), and records the trials the dead sweep left running as failed (they never reported back).
+``N``), records the trials the dead sweep left running as failed (they never reported back), and
+reseeds the sampler, whose seed would otherwise repeat the first run's random draws.
 
 Hydra loads sweepers only from the ``hydra_plugins`` package, and imports every module in it at
 start-up: so this one imports Optuna only when a sweep uses it.
@@ -65,4 +66,7 @@ class ResumableOptunaSweeper(Sweeper):
             n_trials, n_finished = resume_study(impl.storage, impl.study_name)
             impl.n_trials = max(impl.n_trials - n_finished, 0)
             impl.job_idx = n_trials
+            if n_trials and hasattr(impl.sampler, "reseed_rng"):
+                # a seeded sampler would draw the first run's random trials again
+                impl.sampler.reseed_rng()
         return impl.sweep(arguments)
