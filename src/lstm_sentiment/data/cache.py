@@ -190,15 +190,14 @@ def build_cache(
     folder."""
     cache_root = Path(cache_root)
     final = cache_root / spec.key()
+    if _is_valid(final, max_bad_fraction):
+        return final
     cache_root.mkdir(parents=True, exist_ok=True)
     # The processes of a DDP job (and its nodes, on a shared file system with locks) start
     # together: the first builds while the others wait here, then load what it built.
     with FileLock(cache_root / f".{final.name}.lock"):
-        try:
-            load_cache(final, max_bad_fraction)
+        if _is_valid(final, max_bad_fraction):
             return final
-        except CacheError:
-            pass
         workers = workers or default_workers()
         log.info("building the token cache %s (pid %d)", final, os.getpid())
         _remove_abandoned_builds(cache_root)
@@ -212,6 +211,14 @@ def build_cache(
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
     return final
+
+
+def _is_valid(folder: Path, max_bad_fraction: float) -> bool:
+    try:
+        load_cache(folder, max_bad_fraction)
+    except CacheError:
+        return False
+    return True
 
 
 def default_workers() -> int:
