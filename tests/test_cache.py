@@ -137,7 +137,8 @@ def test_a_crash_mid_build_leaves_nothing_that_loads(data_dir, tmp_path, monkeyp
     monkeypatch.setattr(cache, "_finalize_ids", crash)
     with pytest.raises(KeyboardInterrupt):
         build(spec, root)
-    assert list(root.iterdir()) == []  # no final folder, no temporary one
+    # no final folder, no temporary one (only the build's lock file)
+    assert [p.name for p in root.iterdir()] == [f".{spec.key()}.lock"]
     monkeypatch.undo()
     assert load_cache(build(spec, root))
 
@@ -156,7 +157,7 @@ def test_a_killed_build_leaves_only_a_temporary_folder_that_the_next_build_remov
     with pytest.raises(CacheError):
         load_cache(root / spec.key())
     folder = build(spec, root)
-    assert sorted(p.name for p in root.iterdir()) == [folder.name]
+    assert sorted(p.name for p in root.iterdir()) == [f".{folder.name}.lock", folder.name]
 
 
 def test_vocabulary_rules(tmp_path):

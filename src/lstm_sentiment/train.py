@@ -6,6 +6,7 @@ import logging
 
 import hydra
 import lightning.pytorch as pl
+import torch
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from hydra.utils import instantiate
@@ -37,6 +38,14 @@ def train(cfg: DictConfig) -> tuple[dict[str, float], pl.Trainer]:
         cfg.trainer, callbacks=instantiate_all(cfg.get("callbacks")), logger=loggers or False
     )
     check_one_process_per_trial(trainer)
+    log.info(
+        "process %d of %d (node %d, local rank %d), %d torch threads",
+        trainer.global_rank,
+        trainer.world_size,
+        trainer.node_rank,
+        trainer.local_rank,
+        torch.get_num_threads(),
+    )
 
     if cfg.get("train", True):
         trainer.fit(model, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))

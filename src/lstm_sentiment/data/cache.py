@@ -17,6 +17,7 @@ import functools
 import hashlib
 import itertools
 import json
+import logging
 import os
 import shutil
 import time
@@ -28,6 +29,7 @@ from multiprocessing import get_context
 from pathlib import Path
 
 import numpy as np
+from filelock import FileLock
 from rich.progress import (
     BarColumn,
     Progress,
@@ -45,6 +47,8 @@ CACHE_VERSION = 1
 SPLITS = ("train", "test")
 CHUNK_REVIEWS = 1000  # per task sent to a worker: small enough to balance 2 workers on 10k reviews
 BLOCK_IDS = 1 << 22  # ids per block when remapping or checking (16 MiB of int32)
+
+log = logging.getLogger(__name__)
 
 
 class CacheError(RuntimeError):
@@ -185,24 +189,35 @@ def build_cache(
     folder."""
     cache_root = Path(cache_root)
     final = cache_root / spec.key()
-    try:
-        load_cache(final, max_bad_fraction)
+    if _is_valid(final, max_bad_fraction):
         return final
-    except CacheError:
-        pass
-    workers = workers or default_workers()
     cache_root.mkdir(parents=True, exist_ok=True)
-    _remove_abandoned_builds(cache_root)
-    tmp = cache_root / f".tmp-{final.name}-{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir()
-    try:
-        _build_into(tmp, spec, workers, max_bad_fraction, progress)
-        shutil.rmtree(final, ignore_errors=True)  # a stale or corrupt cache of the same key
-        os.replace(tmp, final)
-    finally:
+    # The processes of a DDP job (and its nodes, on a shared file system with locks) start
+    # together: the first builds while the others wait here, then load what it built.
+    with FileLock(cache_root / f".{final.name}.lock"):
+        if _is_valid(final, max_bad_fraction):
+            return final
+        workers = workers or default_workers()
+        log.info("building the token cache %s (pid %d)", final, os.getpid())
+        _remove_abandoned_builds(cache_root)
+        tmp = cache_root / f".tmp-{final.name}-{os.getpid()}"
         shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir()
+        try:
+            _build_into(tmp, spec, workers, max_bad_fraction, progress)
+            shutil.rmtree(final, ignore_errors=True)  # a stale or corrupt cache of the same key
+            os.replace(tmp, final)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
     return final
+
+
+def _is_valid(folder: Path, max_bad_fraction: float) -> bool:
+    try:
+        load_cache(folder, max_bad_fraction)
+    except CacheError:
+        return False
+    return True
 
 
 def default_workers() -> int:

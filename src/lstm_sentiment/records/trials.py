@@ -57,10 +57,16 @@ def check_one_process_per_trial(trainer: pl.Trainer) -> None:
     ``strategy=ddp`` (and ``devices>1`` with ``strategy=auto``) starts each extra rank by
     re-running this command line: inside a sweep that command holds ``-m`` and the search space,
     so each rank would start a sweep of its own. ``ddp_spawn`` (``trainer=ddp_sim``) forks workers
-    from this process instead and is fine in a sweep.
+    from this process instead and is fine in a sweep, and so is a job whose ranks a cluster
+    started (SLURM's tasks, torchrun's workers): then the launcher starts nothing.
     """
     in_sweep = HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
-    if in_sweep and isinstance(trainer.strategy.launcher, _SubprocessScriptLauncher):
+    launcher = trainer.strategy.launcher
+    if (
+        in_sweep
+        and isinstance(launcher, _SubprocessScriptLauncher)
+        and not launcher.cluster_environment.creates_processes_externally
+    ):
         raise RuntimeError(
             f"strategy {type(trainer.strategy).__name__} re-runs the command for each device, "
             "which a sweep cannot do: sweep on one device (trainer=gpu) or with "
