@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import torch
 from lightning.pytorch.callbacks import WeightAveraging
+from lightning.pytorch.trainer.states import TrainerFn
 
 
 class WarmupEMA:
@@ -33,3 +34,10 @@ class EMA(WeightAveraging):
 
     def __init__(self, decay: float):
         super().__init__(avg_fn=WarmupEMA(decay), use_buffers=True)
+
+    def on_load_checkpoint(self, trainer, pl_module, checkpoint) -> None:
+        # Resuming a fit restores both the raw weights and the average. Testing a checkpoint
+        # (train's test of the best epoch, after fit) must use its state_dict, the average:
+        # WeightAveraging would load the raw weights over it.
+        if trainer.state.fn == TrainerFn.FITTING:
+            super().on_load_checkpoint(trainer, pl_module, checkpoint)
