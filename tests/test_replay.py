@@ -99,6 +99,9 @@ def replay(workdir: Path) -> list[Step]:
     run_dir, best = train_tiny_model(workdir)
     ckpt = best.relative_to(workdir)
     record = digests(run_dir)  # .hydra/, metrics.json, train.log, checkpoints/
+    # row 5's copy with flipped bytes inside a tensor, made before any row could touch the original
+    flipped = flip_bytes_inside(best, workdir / "flipped.ckpt")
+    damaged = flipped.read_bytes()
     steps: list[Step] = []
 
     def step(row: str, what: str, result: subprocess.CompletedProcess, ok: bool) -> None:
@@ -122,8 +125,6 @@ def replay(workdir: Path) -> list[Step]:
         step("2", f"export format={fmt} output=<the .ckpt>", result, result.returncode == 1)
 
     # row 5: a copy with flipped bytes inside a tensor (CRC wrong, not truncated), everywhere
-    flipped = flip_bytes_inside(best, workdir / "flipped.ckpt")
-    damaged = flipped.read_bytes()
     for module, extra in [
         ("predict", ["text=great excellent"]),
         ("eval", ["paths.data_dir=data", "paths.cache_dir=cache"]),
