@@ -59,13 +59,12 @@ def train_quickly(folder: Path) -> Path:
     return Path(trainer.checkpoint_callback.best_model_path)
 
 
-def onnx_session(predictor: Predictor, folder: Path, threads: int) -> ort.InferenceSession:
-    path = folder / "model.onnx"
+def onnx_session(predictor: Predictor, threads: int) -> ort.InferenceSession:
     batch = predictor.batch(["a short one", "and a slightly longer review"])
-    export_onnx(ProbabilityModel(predictor.net).eval(), (batch["ids"], batch["lengths"]), path)
+    onnx = export_onnx(ProbabilityModel(predictor.net).eval(), (batch["ids"], batch["lengths"]))
     options = ort.SessionOptions()
     options.intra_op_num_threads = options.inter_op_num_threads = threads
-    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    return ort.InferenceSession(onnx, options, providers=["CPUExecutionProvider"])
 
 
 def reviews_per_second(run: Callable[[list[str]], object], texts: list[str], batch: int) -> float:
@@ -92,7 +91,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         ckpt = args.ckpt or train_quickly(Path(tmp))
         predictor = load_predictor(ckpt, "cpu")
-        session = onnx_session(predictor, Path(tmp), args.threads)
+        session = onnx_session(predictor, args.threads)
         net = torch.load(ckpt, map_location="cpu", weights_only=True)["hyper_parameters"]["net"]
     test_file = find_review_file(SAMPLE_DIR, "test")
     texts = [text for _, text in islice(read_reviews(test_file), args.reviews)]

@@ -3,7 +3,13 @@ shrunk configs, data objects built from conf/'s defaults, batches, TensorBoard e
 
 from __future__ import annotations
 
+import os
 import random
+import resource
+import signal
+import struct
+import subprocess
+import zipfile
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -159,4 +165,35 @@ def small_module(vocab_size: int = 50, net: dict | None = None, **overrides) -> 
     settings = {k: model[k] for k in ("lr", "weight_decay", "scheduler", "embeddings")}
     return SentimentModule(
         vocab_size=vocab_size, net={**SMALL_NET, **(net or {})}, **{**settings, **overrides}
+    )
+
+
+def flip_bytes_inside(ckpt: Path, out: Path, count: int = 16) -> Path:
+    """A copy of ``ckpt`` with ``count`` bytes inverted in the middle of its largest tensor: the
+    same size and a whole zip archive (not truncated), only that member's CRC-32 is now wrong."""
+    data = bytearray(ckpt.read_bytes())
+    with zipfile.ZipFile(ckpt) as archive:
+        tensors = [i for i in archive.infolist() if "/data/" in i.filename]
+    info = max(tensors, key=lambda i: i.file_size)
+    header = info.header_offset
+    name_len, extra_len = struct.unpack("<HH", data[header + 26 : header + 30])
+    start = header + 30 + name_len + extra_len + info.file_size // 2
+    data[start : start + count] = bytes(b ^ 0xFF for b in data[start : start + count])
+    out.write_bytes(data)
+    return out
+
+
+def run_with_file_size_limit(
+    cmd: list[str], limit: int, **kwargs
+) -> subprocess.CompletedProcess[str]:
+    """``cmd`` with every file it writes capped at ``limit`` bytes: a write past the cap fails
+    with EFBIG, as one on a full disk fails with ENOSPC (SIGXFSZ, which would kill it, ignored)."""
+
+    def cap() -> None:
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+
+    env = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1"}
+    return subprocess.run(
+        cmd, preexec_fn=cap, env=env, capture_output=True, text=True, timeout=180, **kwargs
     )

@@ -22,7 +22,7 @@ from lstm_sentiment.export import ExportError, ProbabilityModel, load_exported, 
 from lstm_sentiment.inference import load_predictor
 from lstm_sentiment.models.sentiment_module import SentimentModule
 
-from helpers import small_net
+from helpers import run_with_file_size_limit, small_net
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -108,15 +108,18 @@ def test_other_networks_export(tiny_checkpoint, tmp_path, rnn_type, bidirectiona
     assert out == tmp_path / f"net{export_cli.FORMATS[fmt]}" and vocab_path(out).is_file()
 
 
-def test_disagreement_fails_the_export(tiny_checkpoint, tmp_path, monkeypatch):
-    forward = ProbabilityModel.forward
-    monkeypatch.setattr(ProbabilityModel, "forward", lambda self, i, n: forward(self, i, n) + 1e-3)
+def test_disagreement_fails_the_export_and_writes_nothing(tiny_checkpoint, tmp_path, monkeypatch):
     cfg = export_cfg(
         tiny_checkpoint, "format=torchscript", f"output={tmp_path / 'm.pt'}", "check_reviews=32"
     )
-    with pytest.raises(ExportError, match="differ from PyTorch by 1.00e-03"):
+    export_cli.export(cfg)  # an earlier, good export
+    before = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
+    assert sorted(before) == ["m.pt", "m.vocab.json"]
+    forward = ProbabilityModel.forward
+    monkeypatch.setattr(ProbabilityModel, "forward", lambda self, i, n: forward(self, i, n) + 1e-3)
+    with pytest.raises(ExportError, match="differ from PyTorch by 1.00e-03 .* nothing was written"):
         export_cli.export(cfg)
-    assert not (tmp_path / "m.pt").exists()
+    assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before
 
 
 def test_scratch_cell_export_is_refused():
@@ -132,3 +135,67 @@ def test_cli_error_is_one_line(tmp_path, monkeypatch, capsys):
     err = capsys.readouterr().err
     assert exit_info.value.code == 1
     assert err.startswith("error: ") and "no such checkpoint" in err and len(err.splitlines()) == 1
+
+
+# ------------------------------------------------- README "Failure behaviour": rows 2 and 12
+
+
+def run_export_main(monkeypatch, capsys, *argv: str) -> tuple[int, str]:
+    GlobalHydra.instance().clear()
+    monkeypatch.setattr(sys, "argv", ["export", *argv])
+    try:
+        export_cli.main()
+        code = 0
+    except SystemExit as e:
+        code = e.code
+    return code, capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("fmt", "case"),
+    [
+        ("onnx", "output=checkpoint"),
+        ("torchscript", "output=checkpoint"),
+        ("onnx", "default name"),  # model.onnx (a checkpoint) -> model.onnx (its export)
+        ("torchscript", "output=check_file"),
+    ],
+)
+def test_an_output_that_is_an_input_is_refused_and_the_input_kept(
+    tiny_checkpoint, tiny_data_dir, tmp_path, monkeypatch, capsys, fmt, case
+):
+    name = f"model{export_cli.FORMATS[fmt]}" if case == "default name" else "model.ckpt"
+    ckpt = tmp_path / name  # a checkpoint named like the export it would get by default
+    ckpt.write_bytes(tiny_checkpoint.read_bytes())
+    check = tmp_path / "check.ft.txt"
+    check.write_bytes((tiny_data_dir / "test.ft.txt").read_bytes())
+    argv = [f"ckpt_path={ckpt}", f"format={fmt}", f"check_file={check}"]
+    if case != "default name":
+        argv.append(f"output={ckpt if case == 'output=checkpoint' else check}")
+    code, err = run_export_main(monkeypatch, capsys, *argv)
+    what = "check_file" if case == "output=check_file" else "checkpoint"
+    assert code == 1 and len(err.splitlines()) == 1
+    assert f"is the {what} (" in err and "writing it would destroy it" in err
+    assert ckpt.read_bytes() == tiny_checkpoint.read_bytes()
+    assert check.read_bytes() == (tiny_data_dir / "test.ft.txt").read_bytes()
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([name, "check.ft.txt"])
+
+
+@pytest.mark.parametrize("fmt", ["onnx", "torchscript"])
+def test_a_full_disk_is_a_one_line_error_and_leaves_no_file(tiny_checkpoint, tmp_path, fmt):
+    out = tmp_path / "out" / f"model{export_cli.FORMATS[fmt]}"
+    out.parent.mkdir()
+    cmd = [
+        sys.executable,
+        "-m",
+        "lstm_sentiment.export",
+        f"ckpt_path={tiny_checkpoint}",
+        f"format={fmt}",
+        f"output={out}",
+        "check_reviews=16",
+    ]
+    result = run_with_file_size_limit(cmd, 4096, cwd=tmp_path)  # the model is ~16-28 kB
+    assert result.returncode == 1, result.stderr[-2000:]  # not killed by an abort (-6)
+    assert result.stderr.splitlines()[-1] == (
+        f"error: {out}: cannot write it (File too large); nothing was written there"
+    )
+    assert list(out.parent.iterdir()) == []  # no truncated model, no vocabulary without it

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -16,10 +17,11 @@ from hydra.core.global_hydra import GlobalHydra
 from lstm_sentiment import predict as predict_cli
 from lstm_sentiment.config import CONFIG_DIR, yaml_settings
 from lstm_sentiment.data.cache import load_cache
+from lstm_sentiment.data.vocab import UNK_ID
 from lstm_sentiment.inference import load_predictor
 from lstm_sentiment.models.sentiment_module import SentimentModule
 
-from helpers import small_module
+from helpers import run_with_file_size_limit, small_module
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -101,6 +103,8 @@ def test_input_files(tiny_checkpoint, tmp_path, fmt):
         rows = [r.split(": ") for r in reviews]
         path.write_text("".join(f'"{2 - i % 2}","{t}","{b}"\n' for i, (t, b) in enumerate(rows)))
     records = run_predict(tiny_checkpoint, f"input={path}", "batch_size=2")
+    if fmt == "lines":  # the blank line keeps its place, with no prediction
+        assert records.pop(2) == {"text": "", "probability": None, "label": None, "known_tokens": 0}
     assert [r["text"] for r in records] == reviews
     direct = load_predictor(tiny_checkpoint).probabilities(reviews)
     assert [r["probability"] for r in records] == pytest.approx(direct, abs=1e-6)
@@ -228,7 +232,7 @@ def _error_cases(ckpt: Path, tmp: Path) -> dict[str, tuple[list[str], bytes, str
         "missing": ([f"ckpt_path={tmp / 'nope.ckpt'}", "text=ok"], b"", "no such checkpoint"),
         "corrupt": ([f"ckpt_path={corrupt}", "text=ok"], b"", "not a readable PyTorch checkpoint"),
         "truncated": ([f"ckpt_path={truncated}", "text=ok"], b"", "corrupt, truncated"),
-        "pickled objects": ([f"ckpt_path={objects}", "text=ok"], b"", "Unsupported global"),
+        "pickled objects": ([f"ckpt_path={objects}", "text=ok"], b"", "run pathlib.PosixPath;"),
         "plain state dict": ([f"ckpt_path={plain}", "text=ok"], b"", "not a Lightning checkpoint"),
         "other model": ([f"ckpt_path={other}", "text=ok"], b"", "another model type"),
         "empty stdin": ([f"ckpt_path={ckpt}"], b"\n  \n", "no reviews"),
@@ -281,3 +285,174 @@ def test_error_cli_has_no_traceback(tmp_path):
     assert result.stdout == ""
     assert result.stderr.startswith("error: bad.ckpt: not a readable PyTorch checkpoint")
     assert "Traceback" not in result.stderr and len(result.stderr.splitlines()) == 1
+
+
+# ------------------------------------------- README "Failure behaviour": rows 1, 10, 12, 16
+
+
+def _aliases(path: Path, tmp: Path) -> dict[str, Path]:
+    """Other names of the same file: relative, through a symlink, a hard link."""
+    (tmp / "link").symlink_to(path)
+    os.link(path, tmp / "hard")
+    return {
+        "same path": path,
+        "relative path": Path(os.path.relpath(path)),
+        "symlink": tmp / "link",
+        "hard link": tmp / "hard",
+    }
+
+
+@pytest.mark.parametrize("alias", ["same path", "relative path", "symlink", "hard link"])
+def test_an_output_that_is_the_input_is_refused_and_the_input_kept(
+    tiny_checkpoint, tmp_path, monkeypatch, capsys, alias
+):
+    reviews = tmp_path / "reviews.txt"
+    reviews.write_text("".join(f"review {i}: great excellent\n" for i in range(100)))
+    before = reviews.read_bytes()
+    output = _aliases(reviews, tmp_path)[alias]
+    code, out, err = run_main(
+        monkeypatch, capsys, f"ckpt_path={tiny_checkpoint}", f"input={reviews}", f"output={output}"
+    )
+    assert code == 1 and out == ""
+    assert err == (
+        f"error: output {output} is the input ({reviews}): writing it would destroy it; "
+        "choose another output path\n"
+    )
+    assert reviews.read_bytes() == before
+
+
+def test_an_output_that_is_the_checkpoint_is_refused(
+    tiny_checkpoint, tmp_path, monkeypatch, capsys
+):
+    ckpt = tmp_path / "model.ckpt"
+    ckpt.write_bytes(tiny_checkpoint.read_bytes())
+    for key in ("output", "plot"):
+        argv = [f"ckpt_path={ckpt}", "text=great", f"{key}={ckpt}"]
+        code, _, err = run_main(monkeypatch, capsys, *argv, *(["per_token=true"] * (key == "plot")))
+        assert code == 1 and f"is the checkpoint ({ckpt})" in err and len(err.splitlines()) == 1
+    assert ckpt.read_bytes() == tiny_checkpoint.read_bytes()
+
+
+@pytest.mark.parametrize(
+    "option", ["batch_size=0", "batch_size=-3", "batch_size=many", "threads=0", "threshold=1.5"]
+)
+def test_options_out_of_range_are_one_line_errors(tiny_checkpoint, monkeypatch, capsys, option):
+    code, out, err = run_main(
+        monkeypatch, capsys, f"ckpt_path={tiny_checkpoint}", "text=great", option
+    )
+    key = option.partition("=")[0]
+    assert code == 1 and out == ""
+    assert err.startswith(f"error: {key}=") and "is invalid: it must be" in err
+    assert len(err.splitlines()) == 1
+
+
+def test_blank_lines_keep_output_lines_aligned_with_input_lines(
+    tiny_checkpoint, monkeypatch, capsys, caplog
+):
+    lines = ["great excellent", "", "terrible awful", "   ", "", "love it"]
+    stdin = ("\n".join(lines) + "\n").encode()
+    code, out, err = run_main(monkeypatch, capsys, f"ckpt_path={tiny_checkpoint}", stdin=stdin)
+    assert code == 0
+    records = [json.loads(line) for line in out.splitlines()]
+    assert len(records) == len(lines)
+    for line, record in zip(lines, records, strict=True):
+        assert record["text"] == line.strip()
+        assert (record["probability"] is None) == (not line.strip())
+        assert (record["label"] is None) == (not line.strip())
+    assert "3 blank input line(s) (lines 2, 4, 5) got null predictions" in caplog.text
+
+
+def test_text_with_no_known_word_is_flagged(tiny_checkpoint, monkeypatch, capsys, caplog):
+    unknown = "日本語のレビュー ✨✨ qwzxv"
+    argv = [f"ckpt_path={tiny_checkpoint}", "text=great excellent, terrible", f"text={unknown}"]
+    code, out, _ = run_main(monkeypatch, capsys, *argv)
+    assert code == 0
+    known, none = [json.loads(line) for line in out.splitlines()]
+    ids = load_predictor(tiny_checkpoint).encoder.encode(known["text"])
+    assert known["known_tokens"] == sum(i != UNK_ID for i in ids) >= 3
+    assert none["known_tokens"] == 0
+    assert none["text"] == unknown and 0 <= none["probability"] <= 1
+    assert '1 review(s) hold no word the vocabulary knows (output lines 2: "known_tokens": 0)' in (
+        caplog.text
+    )
+
+
+def _predict_cmd(ckpt: Path, *args: str) -> list[str]:
+    return [sys.executable, "-m", "lstm_sentiment.predict", f"ckpt_path={ckpt}", *args]
+
+
+def test_text_argument_with_bytes_that_are_not_utf8_is_refused(tiny_checkpoint, tmp_path):
+    argv = [os.fsencode(a) for a in _predict_cmd(tiny_checkpoint)] + [b"text=caf\xe9 cr\xe8me"]
+    result = subprocess.run(argv, capture_output=True, cwd=tmp_path, timeout=120)
+    assert result.returncode == 1 and result.stdout == b""
+    assert result.stderr == b"error: text argument 1 is not UTF-8 (a bad byte at character 4)\n"
+
+
+def test_a_closed_stdin_is_not_needed_with_text_and_named_without(tiny_checkpoint, tmp_path):
+    def run(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            _predict_cmd(tiny_checkpoint, *args),
+            preexec_fn=lambda: os.close(0),  # the command runs with standard input closed
+            capture_output=True,
+            text=True,
+            cwd=tmp_path,
+            timeout=120,
+        )
+
+    with_text = run("text=great excellent")
+    assert with_text.returncode == 0, with_text.stderr
+    assert json.loads(with_text.stdout)["text"] == "great excellent"
+    without = run()
+    assert without.returncode == 1 and without.stdout == ""
+    assert without.stderr == (
+        "error: no reviews given and standard input is closed: pass text=REVIEW or input=FILE\n"
+    )
+
+
+@pytest.mark.parametrize("existing", [True, False])
+def test_an_error_mid_file_leaves_the_output_as_it_was(
+    tiny_checkpoint, tmp_path, monkeypatch, capsys, existing
+):
+    reviews = tmp_path / "reviews.txt"
+    reviews.write_bytes(b"great excellent\n" * 100 + b"r\xe9sum\xe9 in latin-1\n")
+    output = tmp_path / "out" / "predictions.jsonl"
+    output.parent.mkdir()
+    if existing:
+        output.write_text('{"an earlier run": true}\n')
+    argv = [f"ckpt_path={tiny_checkpoint}", f"input={reviews}", f"output={output}", "batch_size=8"]
+    code, _, err = run_main(monkeypatch, capsys, *argv)
+    assert code == 1 and "line 101 is not UTF-8" in err
+    assert [p.name for p in output.parent.iterdir()] == (["predictions.jsonl"] if existing else [])
+    if existing:
+        assert output.read_text() == '{"an earlier run": true}\n'
+
+
+def test_output_goes_through_a_temporary_file_with_the_usual_permissions(
+    tiny_checkpoint, tmp_path, monkeypatch
+):
+    renamed = []
+    monkeypatch.setattr(
+        os, "replace", lambda a, b: renamed.append((Path(a), Path(b))) or os.rename(a, b)
+    )
+    output = tmp_path / "p.jsonl"
+    predict_cli.predict(predict_cfg(tiny_checkpoint, f"output={output}"), ["great"])
+    ((tmp, final),) = renamed
+    assert final == output and tmp.parent == tmp_path and not tmp.exists()
+    umask = os.umask(0)
+    os.umask(umask)
+    assert output.stat().st_mode & 0o777 == 0o666 & ~umask
+
+
+def test_a_full_disk_is_a_one_line_error_and_leaves_no_file(tiny_checkpoint, tmp_path):
+    reviews = tmp_path / "reviews.txt"
+    reviews.write_text("great excellent, a fine review of a fine product\n" * 500)
+    output = tmp_path / "out" / "p.jsonl"
+    output.parent.mkdir()
+    result = run_with_file_size_limit(
+        _predict_cmd(tiny_checkpoint, f"input={reviews}", f"output={output}"), 8192, cwd=tmp_path
+    )
+    assert result.returncode == 1, result.stderr
+    assert result.stderr.splitlines()[-1] == (
+        f"error: {output}: cannot write it (File too large); nothing was written there"
+    )
+    assert list(output.parent.iterdir()) == []

@@ -24,7 +24,7 @@ from lstm_sentiment.config import (
 )
 from lstm_sentiment.data.encoder import TextEncoder
 from lstm_sentiment.errors import exit_on_user_error
-from lstm_sentiment.inference import DATAMODULE_KEY, read_checkpoint
+from lstm_sentiment.inference import checkpoint_path, load_checkpoint
 from lstm_sentiment.models.sentiment_module import SentimentModule
 
 log = logging.getLogger(__name__)
@@ -43,9 +43,11 @@ def use_checkpoint_text_settings(cfg: DictConfig, saved: TextEncoder) -> None:
 
 def evaluate(cfg: DictConfig) -> dict[str, float]:
     check_ranges(cfg)
+    # the checkpoint checked whole (archive CRCs, no pickled code, a network that fits its
+    # weights) before any data is read
+    _, saved, _ = load_checkpoint(checkpoint_path(cfg))
     if cfg.get("seed") is not None:
         pl.seed_everything(cfg.seed, workers=True)
-    saved = TextEncoder.from_dict(read_checkpoint(cfg.ckpt_path)[DATAMODULE_KEY])
     use_checkpoint_text_settings(cfg, saved)
     datamodule = build(cfg.data)
     log.info("review files: %s and %s", *datamodule.review_files())

@@ -3,12 +3,15 @@
 Writes ``<name>.onnx`` (ONNX Runtime) or ``<name>.torchscript.pt`` (``torch.jit.load``), both taking
 ``ids`` int64 [B, T] and ``lengths`` int64 [B] and returning the positive probability [B], with
 ``<name>.vocab.json`` beside it: the vocabulary, text settings and ``max_len`` that turn a review
-into ``ids``. It then checks the file against the PyTorch model on a batch of real reviews.
+into ``ids``. The model is exported in memory and checked against the PyTorch model on a batch of
+real reviews before either file is written; both are then written whole or not at all
+(``atomic_output``), and never over the checkpoint or the review file of the check.
 """
 
 from __future__ import annotations
 
 import copy
+import io
 import json
 import logging
 import sys
@@ -24,12 +27,13 @@ import torch
 from omegaconf import DictConfig
 from torch import nn
 
+from lstm_sentiment.atomic_output import AtomicOutput, refuse_overwrite
 from lstm_sentiment.config import CONFIG_DIR
 from lstm_sentiment.data.files import ReviewFileError, find_review_file
 from lstm_sentiment.data.reviews import read_reviews
 from lstm_sentiment.data.vocab import PAD_ID, UNK_ID
 from lstm_sentiment.errors import USER_ERRORS
-from lstm_sentiment.inference import InferenceError, Predictor, load_predictor
+from lstm_sentiment.inference import InferenceError, Predictor, checkpoint_path, load_predictor
 from lstm_sentiment.models.components.rnn_classifier import RNNClassifier
 
 log = logging.getLogger("lstm_sentiment.export")
@@ -71,13 +75,15 @@ class ProbabilityModel(nn.Module):
         return torch.sigmoid(self.net(ids, lengths))
 
 
-def export_onnx(model: ProbabilityModel, example: tuple[torch.Tensor, ...], path: Path) -> None:
+def export_onnx(model: ProbabilityModel, example: tuple[torch.Tensor, ...]) -> bytes:
+    """The ONNX file's bytes (made in memory: nothing half-written if the disk then fills up)."""
+    onnx = io.BytesIO()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the legacy exporter's deprecation and tracer notes
         torch.onnx.export(
             model,
             example,
-            str(path),
+            onnx,
             input_names=["ids", "lengths"],
             output_names=["probability"],
             dynamic_axes={"ids": {0: "batch", 1: "time"}, "lengths": {0: "batch"}},
@@ -86,21 +92,25 @@ def export_onnx(model: ProbabilityModel, example: tuple[torch.Tensor, ...], path
             # nn.LSTM no better
             dynamo=False,
         )
+    return onnx.getvalue()
 
 
-def export_torchscript(
-    model: ProbabilityModel, example: tuple[torch.Tensor, ...], path: Path
-) -> None:
+def export_torchscript(model: ProbabilityModel, example: tuple[torch.Tensor, ...]) -> bytes:
+    """The TorchScript file's bytes. Made in memory: torch's own file writer aborts the whole
+    process (a C++ exception, no Python error) when the disk is full."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         traced = torch.jit.trace(model, example)
-    traced.save(str(path))
+    script = io.BytesIO()
+    torch.jit.save(traced, script)
+    return script.getvalue()
 
 
-def load_exported(path: str | Path) -> Callable[[np.ndarray, np.ndarray], np.ndarray]:
-    """The exported file as ``(ids, lengths) -> probabilities``, with no Lightning involved."""
-    path = Path(path)
-    if not zipfile.is_zipfile(path):  # TorchScript files are zip archives, ONNX ones protobuf
+def load_exported(exported: str | Path | bytes) -> Callable[[np.ndarray, np.ndarray], np.ndarray]:
+    """An exported file (its path, or its bytes) as ``(ids, lengths) -> probabilities``, with no
+    Lightning involved."""
+    blob = exported if isinstance(exported, bytes) else Path(exported).read_bytes()
+    if not zipfile.is_zipfile(io.BytesIO(blob)):  # TorchScript files are zip archives, ONNX not
         try:
             import onnxruntime as ort
         except ImportError:
@@ -108,9 +118,9 @@ def load_exported(path: str | Path) -> Callable[[np.ndarray, np.ndarray], np.nda
                 "running ONNX needs onnxruntime: pip install 'lstm-sentiment[export]'"
             ) from None
 
-        session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        session = ort.InferenceSession(blob, providers=["CPUExecutionProvider"])
         return lambda ids, lengths: session.run(None, {"ids": ids, "lengths": lengths})[0]
-    module = torch.jit.load(str(path), map_location="cpu")
+    module = torch.jit.load(io.BytesIO(blob), map_location="cpu")
 
     def run(ids: np.ndarray, lengths: np.ndarray) -> np.ndarray:
         with torch.inference_mode():
@@ -129,7 +139,7 @@ def vocab_path(path: Path) -> Path:
     return path.with_name(name + ".vocab.json")
 
 
-def write_vocab(predictor: Predictor, path: Path) -> None:
+def vocab_json(predictor: Predictor) -> str:
     """The checkpoint's text encoder as it saved it (``TextEncoder.from_dict`` reads it back),
     plus what a server needs to know about the model's inputs and output."""
     info = {
@@ -139,7 +149,7 @@ def write_vocab(predictor: Predictor, path: Path) -> None:
         "inputs": {"ids": "int64 [batch, time], right-padded", "lengths": "int64 [batch]"},
         "output": {"probability": "float32 [batch], positive sentiment"},
     }
-    path.write_text(json.dumps(info, ensure_ascii=False))
+    return json.dumps(info, ensure_ascii=False)
 
 
 def check_reviews(cfg: DictConfig) -> list[str]:
@@ -156,33 +166,41 @@ def check_reviews(cfg: DictConfig) -> list[str]:
     return [text for _, text in islice(read_reviews(path), cfg.check_reviews)]
 
 
-def max_difference(path: Path, predictor: Predictor, texts: list[str]) -> float:
+def max_difference(exported: bytes, predictor: Predictor, texts: list[str]) -> float:
     """Largest |exported - PyTorch| probability over ``texts``, in one padded batch."""
     batch = predictor.batch(texts)
-    exported = load_exported(path)(batch["ids"].numpy(), batch["lengths"].numpy())
-    return float(np.abs(exported - np.asarray(predictor.probabilities(texts))).max())
+    probabilities = load_exported(exported)(batch["ids"].numpy(), batch["lengths"].numpy())
+    return float(np.abs(probabilities - np.asarray(predictor.probabilities(texts))).max())
 
 
 def export(cfg: DictConfig) -> Path:
-    """Write the exported model and its vocabulary; fail unless it matches PyTorch."""
+    """Write the exported model and its vocabulary; fail, writing nothing, unless it matches
+    PyTorch."""
     if cfg.format not in FORMATS:
         raise ExportError(f"format must be one of {sorted(FORMATS)}, got {cfg.format!r}")
-    predictor = load_predictor(cfg.ckpt_path, "cpu")
-    ckpt = Path(cfg.ckpt_path)
+    ckpt = checkpoint_path(cfg)
     path = Path(cfg.output or ckpt.with_name(ckpt.stem + FORMATS[cfg.format]))
-    batch = predictor.batch(FALLBACK_REVIEWS)
-    example = (batch["ids"], batch["lengths"])
-    model = ProbabilityModel(predictor.net).eval()
-    (export_onnx if cfg.format == "onnx" else export_torchscript)(model, example, path)
-    write_vocab(predictor, vocab_path(path))
-    texts = check_reviews(cfg)
-    diff = max_difference(path, predictor, texts)
-    if not diff <= cfg.tolerance:
-        path.unlink()  # a file that disagrees must not be served by mistake
-        raise ExportError(
-            f"{path}: exported probabilities differ from PyTorch by {diff:.2e} "
-            f"(> tolerance={cfg.tolerance}) on {len(texts)} reviews"
-        )
+    inputs = {"checkpoint": ckpt, "check_file": cfg.get("check_file")}
+    refuse_overwrite(path, inputs)
+    refuse_overwrite(vocab_path(path), inputs)
+    # temporary files now, so an output folder it cannot write fails before the work
+    with AtomicOutput(path, binary=True) as model_file, AtomicOutput(vocab_path(path)) as vocab:
+        predictor = load_predictor(ckpt, "cpu")
+        batch = predictor.batch(FALLBACK_REVIEWS)
+        example = (batch["ids"], batch["lengths"])
+        model = ProbabilityModel(predictor.net).eval()
+        exported = (export_onnx if cfg.format == "onnx" else export_torchscript)(model, example)
+        texts = check_reviews(cfg)
+        diff = max_difference(exported, predictor, texts)
+        if not diff <= cfg.tolerance:  # a model that disagrees must not be served by mistake
+            raise ExportError(
+                f"{path}: exported probabilities differ from PyTorch by {diff:.2e} "
+                f"(> tolerance={cfg.tolerance}) on {len(texts)} reviews; nothing was written"
+            )
+        model_file.write(exported)
+        vocab.write(vocab_json(predictor))
+        model_file.flush()  # both on disk before either is renamed into place
+        vocab.flush()
     log.info("wrote %s and %s", path, vocab_path(path))
     log.info("max |%s - PyTorch| over %d reviews: %.2e", cfg.format, len(texts), diff)
     return path

@@ -1,4 +1,6 @@
-"""A trained checkpoint as a text -> probability function, shared by ``predict`` and ``export``.
+"""A trained checkpoint as a text -> probability function, shared by ``predict`` and ``export``;
+and the one place a checkpoint is checked on load, for every entry point (train's ``ckpt_path``,
+eval, predict, export): its archive's CRCs, no pickled code, our keys, a network that fits.
 
 Everything comes from the checkpoint: the network from its hyperparameters, the text encoder
 (text settings, vocabulary, ``max_len``) from the DataModule state saved beside them. No data
@@ -7,15 +9,19 @@ files, no Lightning.
 
 from __future__ import annotations
 
+import pickle
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
+from omegaconf import DictConfig, OmegaConf
 
 from lstm_sentiment.data.batching import pad_batch
 from lstm_sentiment.data.encoder import TextEncoder
+from lstm_sentiment.data.vocab import PAD_ID, UNK_ID
 from lstm_sentiment.models.components.rnn_classifier import RNNClassifier
 
 DATAMODULE_KEY = "ReviewDataModule"  # where ReviewDataModule.state_dict() lands in a checkpoint
@@ -39,9 +45,11 @@ def _first_line(error: BaseException) -> str:
 
 
 def _reason(error: BaseException) -> str:
-    """The telling line of torch.load's many-line errors (which object weights_only refused)."""
-    lines = str(error).strip().splitlines()
-    return next((line.strip() for line in lines if "Unpickler error" in line), _first_line(error))
+    """The telling part of torch.load's many-line errors, without its advice to load unsafely."""
+    for line in str(error).strip().splitlines():
+        if "Unpickler error:" in line and line.partition("Unpickler error:")[2].strip():
+            return line.partition("Unpickler error:")[2].strip()
+    return _first_line(error)
 
 
 @dataclass
@@ -56,12 +64,18 @@ class Predictor:
         """``ids`` [B, T] and ``lengths`` [B], padded as the training batches are."""
         return pad_batch([(np.asarray(self.encoder.encode(t), np.int64), 0) for t in texts])
 
-    @torch.inference_mode()
     def probabilities(self, texts: list[str]) -> list[float]:
         """The positive probability of each review."""
+        return self.predict(texts)[0]
+
+    @torch.inference_mode()
+    def predict(self, texts: list[str]) -> tuple[list[float], list[int]]:
+        """Each review's positive probability, and how many of the tokens the network read are
+        in the vocabulary (0: the probability says nothing about the review's words)."""
         batch = self.batch(texts)
         logits = self.net(batch["ids"].to(self.device), batch["lengths"])
-        return torch.sigmoid(logits).tolist()
+        known = ((batch["ids"] != PAD_ID) & (batch["ids"] != UNK_ID)).sum(dim=1)
+        return torch.sigmoid(logits).tolist(), known.tolist()
 
     @torch.inference_mode()
     def per_token(self, text: str) -> TokenView:
@@ -113,18 +127,50 @@ def pick_device(name: str) -> torch.device:
     return device
 
 
-def read_checkpoint(path: str | Path) -> dict:
-    """The checkpoint dict, checked to be a SentimentModule + ReviewDataModule checkpoint."""
-    path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"{path}: no such checkpoint file")
-    if not zipfile.is_zipfile(path):  # what torch.save writes; a truncated copy loses its index
+def checkpoint_path(cfg: DictConfig) -> Path:
+    """``cfg.ckpt_path`` of predict, export or eval, or a one-line error when none was given."""
+    if OmegaConf.is_missing(cfg, "ckpt_path") or not cfg.ckpt_path:
+        raise CheckpointError(
+            "no checkpoint given: add ckpt_path=PATH (a .ckpt file from a training run's "
+            "checkpoints/ folder)"
+        )
+    return Path(cfg.ckpt_path)
+
+
+def check_archive(path: Path) -> None:
+    """``torch.save`` writes a zip archive, each member with its CRC-32; ``torch.load`` checks
+    none of them, so a flipped byte inside the weights loads silently as a wrong weight. Reading
+    every member once here (``ZipFile.testzip``) catches it (docs/benchmarks.md: its cost)."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            damaged = archive.testzip()  # the first member whose CRC or header is wrong
+    except OSError as e:
+        raise CheckpointError(f"{path}: cannot be read ({e.strerror or e})") from None
+    except (zipfile.BadZipFile, EOFError, ValueError, NotImplementedError):
+        # no zip index at all: a text file, a truncated copy, another file type
         raise CheckpointError(
             f"{path}: not a readable PyTorch checkpoint (corrupt, truncated, or another file type)"
+        ) from None
+    if damaged:
+        raise CheckpointError(
+            f"{path}: damaged checkpoint: {damaged} fails its CRC-32 check (bytes changed on disk "
+            "or in a copy); copy it again, or use another checkpoint"
         )
+
+
+def read_checkpoint(path: str | Path) -> dict:
+    """The checkpoint dict, checked to be an intact SentimentModule + ReviewDataModule checkpoint
+    (archive CRCs, no pickled code, the keys and vocabulary ``train`` saves)."""
+    path = Path(path)
+    if not path.is_file():
+        what = "a folder, not a checkpoint file" if path.is_dir() else "no such checkpoint file"
+        raise CheckpointError(f"{path}: {what}")
+    check_archive(path)
     try:
         # weights_only: a checkpoint is data, and loading it must not run code
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as e:
+        raise CheckpointError(f"{path}: {_refusal(path, e)}") from None
     except Exception as e:  # zip, pickle and EOF errors all mean the same thing here
         raise CheckpointError(f"{path}: unreadable checkpoint ({_reason(e)})") from None
     if not isinstance(ckpt, dict) or not {"state_dict", "hyper_parameters"} <= ckpt.keys():
@@ -140,10 +186,25 @@ def read_checkpoint(path: str | Path) -> dict:
     return ckpt
 
 
-def load_predictor(path: str | Path, device: str = "cpu") -> Predictor:
-    """Rebuild the trained network and its text pipeline from a checkpoint alone."""
+def _refusal(path: Path, error: pickle.UnpicklingError) -> str:
+    """Why ``weights_only`` refused the file: the Python objects it would have built or run."""
+    try:
+        blocked = torch.serialization.get_unsafe_globals_in_checkpoint(path)
+    except Exception:  # a pickle too broken to list: torch's own reason says more
+        blocked = []
+    if not blocked:
+        return f"unreadable checkpoint ({_reason(error)})"
+    return (
+        f"refused: loading it would import or run {', '.join(blocked)}; a checkpoint of "
+        "lstm_sentiment.train holds only tensors, numbers and strings, so this file was made "
+        "or changed by something else (do not load it unless you trust its source)"
+    )
+
+
+def load_checkpoint(path: str | Path) -> tuple[RNNClassifier, TextEncoder, dict]:
+    """The trained network, its text encoder and the checkpoint dict, each checked: what every
+    entry point reads a checkpoint with before it does any other work."""
     ckpt = read_checkpoint(path)
-    saved = ckpt[DATAMODULE_KEY]
     try:
         net = build_network(ckpt["hyper_parameters"], ckpt["state_dict"])
     except (TypeError, RuntimeError, KeyError) as e:
@@ -151,7 +212,7 @@ def load_predictor(path: str | Path, device: str = "cpu") -> Predictor:
             f"{path}: a checkpoint of another model type ({_first_line(e)})"
         ) from None
     try:
-        encoder = TextEncoder.from_dict(saved)
+        encoder = TextEncoder.from_dict(ckpt[DATAMODULE_KEY])
     except (TypeError, ValueError, LookupError) as e:
         raise CheckpointError(f"{path}: unusable text settings ({_first_line(e)})") from None
     if len(encoder.vocab) != net.embedding.num_embeddings:
@@ -159,8 +220,34 @@ def load_predictor(path: str | Path, device: str = "cpu") -> Predictor:
             f"{path}: its vocabulary ({len(encoder.vocab)} words) does not fit its embedding "
             f"({net.embedding.num_embeddings} rows)"
         )
+    return net, encoder, ckpt
+
+
+def load_predictor(path: str | Path, device: str = "cpu") -> Predictor:
+    """Rebuild the trained network and its text pipeline from a checkpoint alone."""
+    net, encoder, _ = load_checkpoint(path)
     torch_device = pick_device(device)
     return Predictor(net.to(torch_device).eval(), encoder, torch_device)
+
+
+def check_resume_checkpoint(path: str | Path, net: dict[str, Any]) -> None:
+    """Fail now, before any data is read, unless ``path`` is an intact checkpoint whose weights
+    fit the network ``net`` (``model.net.*`` of the run that resumes from it) describes."""
+    trained, _, ckpt = load_checkpoint(path)
+    saved = ckpt["hyper_parameters"]["net"]
+    try:
+        RNNClassifier(vocab_size=trained.embedding.num_embeddings, **net).load_state_dict(
+            trained.state_dict()
+        )
+    except (TypeError, RuntimeError) as e:
+        differ = [
+            f"{k}={saved.get(k)} there, {v} here" for k, v in net.items() if saved.get(k) != v
+        ]
+        raise CheckpointError(
+            f"{path}: trained with another network than model.net.* describes "
+            f"({'; '.join(differ) or _first_line(e)}): resume with the settings it was trained "
+            "with (its run's .hydra/config.yaml)"
+        ) from None
 
 
 def build_network(hparams: dict, state_dict: dict) -> RNNClassifier:

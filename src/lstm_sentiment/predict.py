@@ -3,13 +3,20 @@
 Reviews come from ``text=`` arguments (each one review, taken verbatim, so quotes and commas need no
 Hydra escaping), else ``input=FILE`` (one review per line, or a fastText/CSV review file), else
 standard input (one review per line). Output is JSON Lines (``text``, ``probability``, ``label``,
-and ``target`` when the input was labelled) on stdout or ``output=FILE``; logs go to stderr.
-``per_token=true`` prints what each token does to the prediction instead (``plot=FILE.png`` draws
-it): see ``inference.TokenView``.
+``known_tokens``, and ``target`` when the input was labelled) on stdout or ``output=FILE``; logs go
+to stderr. ``per_token=true`` prints what each token does to the prediction instead
+(``plot=FILE.png`` draws it): see ``inference.TokenView``.
+
+Plain lines give one output line per input line: a blank line gets ``"probability": null`` (and a
+warning), so line N of the output is line N of the input. A review with no token the vocabulary
+knows gets ``"known_tokens": 0`` and a warning: its probability says nothing about its words.
+``output=FILE`` is written whole or not at all (``atomic_output``), never over the input or the
+checkpoint.
 """
 
 from __future__ import annotations
 
+import io
 import json
 import logging
 import os
@@ -17,6 +24,7 @@ import sys
 import time
 from collections.abc import Iterable, Iterator
 from contextlib import ExitStack
+from dataclasses import dataclass, field
 from itertools import chain, islice
 from pathlib import Path
 from typing import IO
@@ -25,11 +33,18 @@ import hydra
 import torch
 from omegaconf import DictConfig
 
+from lstm_sentiment.atomic_output import AtomicOutput, OutputError, refuse_overwrite
 from lstm_sentiment.config import CONFIG_DIR
 from lstm_sentiment.data.reviews import FORMATS, read_input_file, read_lines
 from lstm_sentiment.data.vocab import UNK_ID
 from lstm_sentiment.errors import USER_ERRORS
-from lstm_sentiment.inference import InputError, Predictor, TokenView, load_predictor
+from lstm_sentiment.inference import (
+    InputError,
+    Predictor,
+    TokenView,
+    checkpoint_path,
+    load_predictor,
+)
 
 log = logging.getLogger("lstm_sentiment.predict")
 
@@ -40,7 +55,29 @@ Review = tuple[str, int | None]  # text, and its label when the input file had o
 # -- reading reviews ----------------------------------------------------------------------------
 
 
-def read_input(cfg: DictConfig, texts: Iterable[str], stdin: IO[bytes]) -> Iterator[Review]:
+def _whole(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+# key -> (test, what it must be): predict's own settings, checked before anything is read
+OPTIONS = {
+    "batch_size": (lambda v: _whole(v) and v >= 1, "a whole number >= 1"),
+    "threads": (lambda v: v is None or (_whole(v) and v >= 1), "a whole number >= 1, or null"),
+    "threshold": (
+        lambda v: isinstance(v, int | float) and not isinstance(v, bool) and 0 <= v <= 1,
+        "a number in [0, 1]",
+    ),
+}
+
+
+def check_options(cfg: DictConfig) -> None:
+    for key, (ok, rule) in OPTIONS.items():
+        if not ok(cfg.get(key)):
+            raise InputError(f"{key}={cfg.get(key)!r} is invalid: it must be {rule}")
+
+
+def read_input(cfg: DictConfig, texts: Iterable[str], stdin: IO[bytes] | None) -> Iterator[Review]:
+    """The reviews to predict, ``("", None)`` for a blank line of plain lines."""
     texts = [*cfg.get("text", []), *texts]
     if texts and cfg.get("input"):
         raise InputError("give reviews as text= arguments or as input=FILE, not both")
@@ -48,9 +85,19 @@ def read_input(cfg: DictConfig, texts: Iterable[str], stdin: IO[bytes]) -> Itera
         for i, text in enumerate(texts, 1):
             if not text.strip():
                 raise InputError(f"text argument {i} is empty")
+            try:
+                text.encode("utf-8")
+            except UnicodeEncodeError as e:  # bytes the shell passed that are not UTF-8
+                raise InputError(
+                    f"text argument {i} is not UTF-8 (a bad byte at character {e.start + 1})"
+                ) from None
         return ((text, None) for text in texts)
     source = cfg.get("input") or "-"
     if source == "-":
+        if stdin is None:
+            raise InputError(
+                "no reviews given and standard input is closed: pass text=REVIEW or input=FILE"
+            )
         if stdin.isatty():
             raise InputError(
                 "no reviews given: pass text=REVIEW, input=FILE, or pipe reviews to stdin"
@@ -62,6 +109,16 @@ def read_input(cfg: DictConfig, texts: Iterable[str], stdin: IO[bytes]) -> Itera
     if fmt not in INPUT_FORMATS:
         raise InputError(f"input_format must be one of {INPUT_FORMATS}, got {fmt!r}")
     return read_input_file(source, fmt)
+
+
+def not_only_blank(reviews: Iterator[Review]) -> Iterator[Review]:
+    """``reviews`` again, once it is known to hold one that is not blank."""
+    head = []
+    for review in reviews:
+        head.append(review)
+        if review[0]:
+            return chain(head, reviews)
+    raise InputError("no reviews in the input (only blank lines?)")
 
 
 def batches(items: Iterable, size: int) -> Iterator[list]:
@@ -133,16 +190,23 @@ def plot_per_token(view: TokenView, path: str, title: str) -> None:
     ax.set_xticks(steps, view.tokens, rotation=90, fontsize=8)
     ax.set_title(f"p(positive) {view.probability:.3f}: {title}"[:90], fontsize=9)
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    image = io.BytesIO()
+    fig.savefig(image, format=Path(path).suffix[1:] or "png", dpi=120)
     plt.close(fig)
+    with AtomicOutput(path, binary=True) as out:
+        out.write(image.getvalue())
 
 
 def explain(predictor: Predictor, reviews: list[Review], out: IO[str], plot: str | None) -> None:
+    reviews = [review for review in reviews if review[0]]  # a blank line has no tokens to show
     if plot and len(reviews) != 1:
         raise InputError(f"plot= draws one review; got {len(reviews)}")
     for text, _ in reviews:
         view = predictor.per_token(text)
         out.write(f"{text}\n{per_token_table(view)}\n\n")
+        if all(i == UNK_ID for i in view.ids):
+            log.warning("no token of %r is in the vocabulary: its probability says nothing "
+                        "about its words", text[:60])  # fmt: skip
         if plot:
             plot_per_token(view, plot, text)
             log.info("per-token plot written to %s", plot)
@@ -157,37 +221,87 @@ def predict(
     stdin: IO[bytes] | None = None,
     stdout: IO[str] | None = None,
 ) -> int:
-    """Predict every review ``cfg`` (and ``texts``) name; return how many were written."""
-    stdin = stdin if stdin is not None else sys.stdin.buffer
+    """Predict every review ``cfg`` (and ``texts``) name; return how many lines were written."""
+    check_options(cfg)
+    ckpt = checkpoint_path(cfg)
+    source = cfg.get("input") if cfg.get("input") != "-" else None
+    for key in ("output", "plot"):
+        if cfg.get(key):
+            refuse_overwrite(cfg[key], {"checkpoint": ckpt, "input": source})
+    if cfg.get("output") and cfg.get("plot"):
+        refuse_overwrite(cfg.plot, {"output": cfg.output})
+    if stdin is None and sys.stdin is not None:
+        stdin = sys.stdin.buffer
     if cfg.get("threads"):
         torch.set_num_threads(cfg.threads)
-    predictor = load_predictor(cfg.ckpt_path, cfg.device)
-    reviews = read_input(cfg, texts, stdin)
-    first = next(reviews, None)
-    if first is None:
-        raise InputError("no reviews in the input (only blank lines?)")
-    reviews = chain([first], reviews)
-    if cfg.per_token:
-        explain(predictor, list(reviews), stdout or sys.stdout, cfg.get("plot"))
-        return 0
-    started, n = time.perf_counter(), 0
     with ExitStack() as stack:
         out = stdout or sys.stdout  # resolved now, so a caller's redirection of sys.stdout counts
-        if cfg.output:
-            out = stack.enter_context(open(cfg.output, "w", encoding="utf-8"))
-        for chunk in batches(reviews, cfg.batch_size):
-            probs = predictor.probabilities([text for text, _ in chunk])
-            for (text, target), p in zip(chunk, probs, strict=True):
-                record = {"text": text, "probability": p}
-                record["label"] = "positive" if p >= cfg.threshold else "negative"
-                if target is not None:
-                    record["target"] = "positive" if target else "negative"
-                out.write(json.dumps(record, ensure_ascii=False) + "\n")
-            n += len(chunk)
+        if cfg.output:  # a temporary file now (an unwritable folder fails here), renamed at the end
+            out = stack.enter_context(AtomicOutput(cfg.output))
+        elif out is None:
+            raise OutputError("standard output is closed: write to output=FILE")
+        reviews = read_input(cfg, texts, stdin)
+        predictor = load_predictor(ckpt, cfg.device)
+        reviews = not_only_blank(reviews)
+        if cfg.per_token:
+            explain(predictor, list(reviews), out, cfg.get("plot"))
+            return 0
+        return write_predictions(predictor, reviews, out, cfg.batch_size, cfg.threshold)
+
+
+@dataclass
+class Lines:
+    """Output line numbers of one kind: how many, and the first few."""
+
+    count: int = 0
+    first: list[int] = field(default_factory=list)
+
+    def add(self, line: int) -> None:
+        self.count += 1
+        if len(self.first) < 5:
+            self.first.append(line)
+
+    def __str__(self) -> str:
+        return ", ".join(map(str, self.first)) + (", ..." if self.count > len(self.first) else "")
+
+
+def write_predictions(
+    predictor: Predictor, reviews: Iterable[Review], out: IO[str], batch_size: int, threshold: float
+) -> int:
+    started, n = time.perf_counter(), 0
+    blank, unknown = Lines(), Lines()
+    for chunk in batches(reviews, batch_size):
+        probs, known = predictor.predict([text for text, _ in chunk if text])
+        results = zip(probs, known, strict=True)
+        for text, target in chunk:
+            n += 1
+            if not text:
+                blank.add(n)
+                record = {"text": "", "probability": None, "label": None, "known_tokens": 0}
+            else:
+                p, k = next(results)
+                label = "positive" if p >= threshold else "negative"
+                record = {"text": text, "probability": p, "label": label, "known_tokens": k}
+                if k == 0:
+                    unknown.add(n)
+            if target is not None:
+                record["target"] = "positive" if target else "negative"
+            out.write(json.dumps(record, ensure_ascii=False) + "\n")
     seconds = time.perf_counter() - started
     log.info(
-        "%d reviews in %.2f s (%.0f reviews/s) on %s", n, seconds, n / seconds, predictor.device
-    )
+        "%d reviews in %.2f s (%.0f reviews/s) on %s",
+        n - blank.count, seconds, (n - blank.count) / seconds, predictor.device,
+    )  # fmt: skip
+    if blank.count:
+        log.warning(
+            "%d blank input line(s) (lines %s) got null predictions, so output line N is input "
+            "line N", blank.count, blank,
+        )  # fmt: skip
+    if unknown.count:
+        log.warning(
+            '%d review(s) hold no word the vocabulary knows (output lines %s: "known_tokens": 0): '
+            "their probability says nothing about their text", unknown.count, unknown,
+        )  # fmt: skip
     return n
 
 

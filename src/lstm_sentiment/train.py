@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 
 import hydra
 import lightning.pytorch as pl
@@ -10,12 +11,13 @@ import torch
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from hydra.utils import instantiate
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
-from lstm_sentiment.config import CONFIG_DIR, build, check_ranges, instantiate_all
+from lstm_sentiment.config import CONFIG_DIR, build, check_ranges, instantiate_all, plain
 from lstm_sentiment.data.vectors import load_vectors
 from lstm_sentiment.data.vocab import Vocabulary
 from lstm_sentiment.errors import exit_on_user_error
+from lstm_sentiment.inference import check_resume_checkpoint
 from lstm_sentiment.records.hparams import log_hparams_with_metrics
 from lstm_sentiment.records.trials import check_one_process_per_trial, write_job_result
 
@@ -25,6 +27,8 @@ log = logging.getLogger(__name__)
 def train(cfg: DictConfig) -> tuple[dict[str, float], pl.Trainer]:
     """Fit ``cfg.model`` on ``cfg.data``, then test the best checkpoint; return all metrics."""
     check_ranges(cfg)
+    if resume := resume_checkpoint(cfg):  # checked whole before any data is read
+        check_resume_checkpoint(resume, plain(cfg.model.net))
     if cfg.get("seed") is not None:
         pl.seed_everything(cfg.seed, workers=True)
     datamodule = build(cfg.data)
@@ -63,6 +67,16 @@ def train(cfg: DictConfig) -> tuple[dict[str, float], pl.Trainer]:
         log_hparams_with_metrics(loggers, cfg, metrics)
         write_job_result(cfg.paths.output_dir, metrics)
     return metrics, trainer
+
+
+def resume_checkpoint(cfg: DictConfig) -> str | None:
+    """The file ``ckpt_path`` names: a path, or for ``last`` this run's last.ckpt if it exists
+    (the last-checkpoint callback's file, which Lightning then resumes from)."""
+    if cfg.get("ckpt_path") != "last":
+        return cfg.get("ckpt_path")
+    last = OmegaConf.select(cfg, "callbacks.last_checkpoint")
+    path = Path(last.dirpath) / f"{last.filename}.ckpt" if last else None
+    return str(path) if path and path.is_file() else None
 
 
 def load_pretrained_vectors(model: pl.LightningModule, vocab: Vocabulary) -> None:

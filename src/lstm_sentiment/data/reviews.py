@@ -169,18 +169,18 @@ def _csv_records(f: io.BufferedIOBase, stats: ReadStats) -> Iterator[tuple[int, 
 
 
 def read_lines(stream: io.BufferedIOBase, name: str) -> Iterator[str]:
-    """One review per non-blank line; a line that is not UTF-8 stops the read, naming it."""
+    """Each line, stripped: one review, or ``""`` for a blank line (predict keeps its place, so
+    output lines match input lines); a line that is not UTF-8 stops the read, naming it."""
     for lineno, raw in enumerate(stream, 1):
         try:
-            text = raw.decode("utf-8").strip()
+            yield raw.decode("utf-8").strip()
         except UnicodeDecodeError as e:
             raise ReviewFileError(f"{name}: line {lineno} is not UTF-8 (byte {e.start})") from None
-        if text:
-            yield text
 
 
 def read_input_file(path: str | Path, fmt: str) -> Iterator[tuple[str, int | None]]:
-    """``(text, label)`` for each review of a file to predict; label None for plain lines.
+    """``(text, label)`` for each review of a file to predict; label None for plain lines, and
+    text ``""`` for a blank one.
 
     ``fmt``: ``auto`` (see ``detect_format``), ``lines``, or one of ``FORMATS``, read by the
     training reader (same ``title: body`` text).
