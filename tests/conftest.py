@@ -48,7 +48,8 @@ def tiny_checkpoint(tmp_path_factory, tiny_data_dir) -> Path:
         "callbacks.early_stopping=null",
         "callbacks.lr_monitor=null",
         "test=false",
-        "model.net.bidirectional=false",  # the per-token view needs a left-to-right network
+        "model.net.bidirectional=false",  # the prefix reading of the per-token view needs a
+        "model.net.pooling=last",  # left-to-right network read at its last state
     ]
     with torch_threads(1):
         _, trainer = train(compose_config("train", tmp, tiny_data_dir, overrides))

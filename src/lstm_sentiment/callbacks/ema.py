@@ -26,7 +26,9 @@ class WarmupEMA:
 
     def __call__(self, averaged: torch.Tensor, current: torch.Tensor, n: torch.Tensor):
         keep = torch.clamp((1 + n) / (10 + n), max=self.decay).to(averaged.dtype)
-        return averaged * keep + current * (1 - keep)
+        # a step towards the current weights: exactly none for weights that did not move (a
+        # frozen embedding stays bit for bit what it was)
+        return averaged + (current - averaged) * (1 - keep)
 
 
 class EMA(WeightAveraging):
