@@ -1,23 +1,25 @@
-"""`make bench`: preprocessing, training, scale and fastText-peer benchmarks, as tables.
+"""`make bench`: preprocessing, training speed, scale, and our default beside fastText, as tables.
 
-    python -m benchmarks.run                                  # all sections, a few minutes
-    python -m benchmarks.run --section preprocess             # or train, or scale
+    python -m benchmarks.run                    # preprocess, train, scale, peer: ~25 min on 2 cores
+    python -m benchmarks.run --section preprocess             # or train, scale, peer
     python -m benchmarks.run --section scale --scale-sizes 100000 400000 3600000   # the full set
     python -m benchmarks.run --rounds 3                       # median of 3 interleaved rounds
     python -m benchmarks.run --section accuracy --acc-seeds 8 --acc-jobs 2   # fixed vs bucketed
-    python -m benchmarks.run --section peer                   # ours vs fastText, ~5 make trains
+    python -m benchmarks.run --section ablation --ablation-jobs 2   # the default, step by step
 
-The peer section (``make bench ARGS="--section peer"``; not part of the default run, as it trains
-the default model once per seed) sets our default training run beside fastText with word bigrams
-(PyPI ``fasttext-numpy2-wheel``, in the ``bench`` and ``dev`` extras), on one split: fastText
-trains on exactly the training reviews our DataModule keeps (the train file less its validation
-reviews), and again on the whole train file, with the reference settings (wordNgrams 2, dim 50,
-lr 0.5, 10 epochs; text lowercased, digits to 0) on one thread (deterministic). Ours is
-``python -m lstm_sentiment.train seed=S`` with the default config, whatever it is, one run at a
-time (``--peer-jobs N``: N at once, but then a wall time is not a lone run's). All are tested on
-the same test reviews, seeds 1..``--peer-seeds``; the table gives test accuracy (mean ± sd, per
-seed) and wall time per run. ``--peer-overrides "trainer.max_epochs=1 model.net.hidden_size=8"``
-shrinks our runs (for tests).
+The peer section sets our default training run (``python -m lstm_sentiment.train seed=S``, the
+default config whatever it is, one run at a time: ``--peer-jobs N`` runs N at once, but then a wall
+time is not a lone run's) beside fastText with word bigrams (PyPI ``fasttext-numpy2-wheel``, in the
+``bench`` and ``dev`` extras), on one split: fastText trains on exactly the training reviews our
+DataModule keeps (the train file less its validation reviews), and again on the whole train file,
+with the reference settings (wordNgrams 2, dim 50, lr 0.5, 10 epochs; text lowercased, digits to
+0) on one thread (deterministic). All are tested on the same test reviews, seeds
+1..``--peer-seeds``; the table gives test accuracy (mean ± sd, per seed) and wall time per run.
+``--peer-overrides "trainer.max_epochs=1 model.net.hidden_size=8"`` shrinks our runs (for tests).
+
+The ablation section trains the default with each of its changes from the previous default
+undone, one more per row (``ABLATION``), ``--ablation-seeds`` seeds each, and prints validation
+and test accuracy per row.
 
 Every pipeline runs in a fresh interpreter (``measure.py``) so its peak memory is its own. The
 machine may be shared: compare rows of one run, and re-run when ``uptime`` shows a high load.
@@ -668,7 +670,7 @@ def main() -> None:
     }
     # "train" holds the accuracy table with --acc-seeds; "peer" runs on its own (5 default
     # training runs: most of an hour)
-    every = ["preprocess", "train", "scale"]
+    every = ["preprocess", "train", "scale", "peer"]
     chosen = every if args.section == "all" else [args.section]
     titles = {
         "preprocess": "1. Preprocessing: reference recipe vs ours",
