@@ -12,7 +12,7 @@ from nltk.tokenize import wordpunct_tokenize
 
 from lstm_sentiment.data.files import SAMPLE_DIR, find_review_file
 from lstm_sentiment.data.reviews import ReadStats, ReviewFileError, read_reviews
-from lstm_sentiment.data.text import PUNKT_HELP, require_punkt
+from lstm_sentiment.data.text import PUNKT_HELP, TokenizerDataMissing, require_punkt
 from lstm_sentiment.data.vocab import PAD_ID, UNK_ID, Vocabulary
 
 from helpers import data_module, text_pipeline, write_fasttext
@@ -98,9 +98,9 @@ def test_punkt_tokenizer_fails_with_install_hint():
     try:
         require_punkt()
         pytest.skip("punkt_tab is installed here; the failure path cannot be shown")
-    except LookupError:
+    except TokenizerDataMissing:
         pass
-    with pytest.raises(LookupError, match="nltk.downloader punkt_tab"):
+    with pytest.raises(TokenizerDataMissing, match="nltk.downloader punkt_tab"):
         text_pipeline(tokenizer="punkt")
     assert "treebank" in PUNKT_HELP
 

@@ -25,7 +25,7 @@ from lstm_sentiment.config import (
     yaml_settings,
 )
 from lstm_sentiment.data.reviews import ReadStats, ReviewFileError, read_reviews
-from lstm_sentiment.train import train
+from lstm_sentiment.train import TrainingDiverged, train
 
 from helpers import compose_config, data_module, write_fasttext
 
@@ -196,7 +196,7 @@ def test_nan_loss_stops_training_naming_the_step(train_cfg):
     cfg = train_cfg(
         f"+callbacks.poison._target_={__name__}.PoisonWeights", "+callbacks.poison.step=3"
     )
-    with pytest.raises(FloatingPointError, match="train loss is nan at global step 3"):
+    with pytest.raises(TrainingDiverged, match="train loss is nan at global step 3"):
         train(cfg)
 
 

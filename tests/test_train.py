@@ -10,7 +10,7 @@ from hydra.utils import instantiate
 from omegaconf import open_dict
 
 from lstm_sentiment.callbacks.time_estimate import TrainingTooLong
-from lstm_sentiment.config import CONFIG_DIR, build, instantiate_all
+from lstm_sentiment.config import CONFIG_DIR, ConfigValueError, build, instantiate_all
 from lstm_sentiment.eval import evaluate
 from lstm_sentiment.train import optimized_value, train
 
@@ -62,7 +62,7 @@ def test_fit_test_then_eval_reproduces_test_metrics(train_cfg, tmp_path, tiny_da
     assert metrics["val/acc_best"] >= metrics["val/acc"] - 1e-6
     assert metrics["test/acc"] > 0.7  # the tiny synthetic set is learnable
     assert optimized_value(metrics, "val/acc_best") == metrics["val/acc_best"]
-    with pytest.raises(KeyError, match="not logged"):
+    with pytest.raises(ConfigValueError, match="not logged"):
         optimized_value(metrics, "val/nope")
 
     # other text settings than training's (max_len cuts every review here; treebank splits
@@ -87,7 +87,7 @@ def test_eval_refuses_a_checkpoint_of_another_vocabulary(train_cfg, tmp_path, ti
     eval_cfg = compose_config(
         "eval", tmp_path / "eval", tiny_data_dir, [f"ckpt_path={best}", "data.max_vocab_size=10"]
     )
-    with pytest.raises(ValueError, match="another vocabulary"):
+    with pytest.raises(ConfigValueError, match="another vocabulary"):
         evaluate(eval_cfg)
 
 

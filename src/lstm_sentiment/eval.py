@@ -12,7 +12,6 @@ import logging
 
 import hydra
 import lightning.pytorch as pl
-from hydra.utils import instantiate
 from omegaconf import DictConfig
 
 from lstm_sentiment.config import (
@@ -21,9 +20,10 @@ from lstm_sentiment.config import (
     build,
     check_ranges,
     instantiate_all,
+    make,
 )
 from lstm_sentiment.data.encoder import TextEncoder
-from lstm_sentiment.errors import exit_on_user_error
+from lstm_sentiment.errors import user_errors_exit
 from lstm_sentiment.inference import DATAMODULE_KEY, read_checkpoint
 from lstm_sentiment.models.sentiment_module import SentimentModule
 
@@ -58,18 +58,15 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
             "of its training run (see its .hydra/config.yaml)"
         )
     model = SentimentModule.load_from_checkpoint(cfg.ckpt_path, map_location="cpu")
-    trainer = instantiate(cfg.trainer, logger=instantiate_all(cfg.get("logger")) or False)
+    trainer = make(cfg.trainer, logger=instantiate_all(cfg.get("logger")) or False)
     trainer.test(model, datamodule=datamodule)
     return {k: float(v) for k, v in trainer.callback_metrics.items()}
 
 
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="eval")
 def main(cfg: DictConfig) -> None:
-    try:
+    with user_errors_exit():
         evaluate(cfg)
-    except Exception as e:
-        exit_on_user_error(e)
-        raise
 
 
 if __name__ == "__main__":

@@ -16,12 +16,13 @@ import torch
 
 from lstm_sentiment.data.batching import pad_batch
 from lstm_sentiment.data.encoder import TextEncoder
+from lstm_sentiment.errors import UserError
 from lstm_sentiment.models.components.rnn_classifier import RNNClassifier
 
 DATAMODULE_KEY = "ReviewDataModule"  # where ReviewDataModule.state_dict() lands in a checkpoint
 
 
-class InferenceError(ValueError):
+class InferenceError(UserError):
     """A problem the user can fix (checkpoint, input, option): reported as one line."""
 
 

@@ -8,17 +8,28 @@ import hydra
 import lightning.pytorch as pl
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
-from hydra.utils import instantiate
 from omegaconf import DictConfig
 
-from lstm_sentiment.config import CONFIG_DIR, build, check_ranges, instantiate_all
+from lstm_sentiment.config import (
+    CONFIG_DIR,
+    ConfigValueError,
+    build,
+    check_ranges,
+    instantiate_all,
+    make,
+)
 from lstm_sentiment.data.vectors import load_vectors
 from lstm_sentiment.data.vocab import Vocabulary
-from lstm_sentiment.errors import exit_on_user_error
+from lstm_sentiment.errors import UserError, exit_on_user_error
 from lstm_sentiment.records.hparams import log_hparams_with_metrics
 from lstm_sentiment.records.trials import check_one_process_per_trial, write_job_result
 
 log = logging.getLogger(__name__)
+
+
+class TrainingDiverged(UserError):
+    """The loss became NaN or infinite (SentimentModule raises FloatingPointError naming the
+    step): the learning rate or clipping must change."""
 
 
 def train(cfg: DictConfig) -> tuple[dict[str, float], pl.Trainer]:
@@ -33,13 +44,16 @@ def train(cfg: DictConfig) -> tuple[dict[str, float], pl.Trainer]:
     model = build(cfg.model, vocab_size=datamodule.vocab_size)
     load_pretrained_vectors(model, datamodule.vocab)
     loggers = instantiate_all(cfg.get("logger"))
-    trainer = instantiate(
+    trainer = make(
         cfg.trainer, callbacks=instantiate_all(cfg.get("callbacks")), logger=loggers or False
     )
     check_one_process_per_trial(trainer)
 
     if cfg.get("train", True):
-        trainer.fit(model, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
+        try:
+            trainer.fit(model, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
+        except FloatingPointError as e:  # SentimentModule's check of the loss
+            raise TrainingDiverged(str(e)) from None
     metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
 
     if cfg.get("test", True):
@@ -72,8 +86,8 @@ def optimized_value(metrics: dict[str, float], name: str | None) -> float | None
     if not name:
         return None
     if name not in metrics:
-        raise KeyError(
-            f"optimized_metric {name!r} was not logged; logged metrics: {sorted(metrics)}"
+        raise ConfigValueError(
+            f"optimized_metric={name} was not logged; logged metrics: {', '.join(sorted(metrics))}"
         )
     return metrics[name]
 

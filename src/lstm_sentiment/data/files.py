@@ -6,6 +6,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from lstm_sentiment.errors import UserError
+
 # src/lstm_sentiment/data/files.py -> the project root (an editable install keeps this true)
 PROJECT_ROOT = Path(__file__).resolve().parents[3]
 
@@ -30,7 +32,7 @@ HOW_TO_GET_DATA = (
 )
 
 
-class ReviewFileError(ValueError):
+class ReviewFileError(UserError):
     """A review file that cannot be used: missing, empty, corrupt, or too many bad lines."""
 
 

@@ -12,6 +12,8 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from lightning.pytorch.strategies.launchers import _SubprocessScriptLauncher
 
+from lstm_sentiment.config import ConfigValueError
+
 RESULT_FILE = "metrics.json"
 
 
@@ -61,7 +63,7 @@ def check_one_process_per_trial(trainer: pl.Trainer) -> None:
     """
     in_sweep = HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
     if in_sweep and isinstance(trainer.strategy.launcher, _SubprocessScriptLauncher):
-        raise RuntimeError(
+        raise ConfigValueError(
             f"strategy {type(trainer.strategy).__name__} re-runs the command for each device, "
             "which a sweep cannot do: sweep on one device (trainer=gpu) or with "
             "trainer.strategy=ddp_spawn, and train the winner with trainer=ddp as a single run"
