@@ -257,7 +257,10 @@ def test_sigkill_then_resume_matches_an_uninterrupted_run(tmp_path):
     write_fasttext(data / "train.ft.txt", 3000, seed=1)
     write_fasttext(data / "test.ft.txt", 100, seed=2)
     cache = tmp_path / "cache"
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    # PYTHONPATH: the runs count their own optimizer steps with tests/helpers.py's StepCounter
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "PYTHONPATH": str(Path(__file__).parent)}
+    counted = tmp_path / "steps.txt"
+    count = ["+callbacks.steps._target_=helpers.StepCounter", f"+callbacks.steps.path={counted}"]
 
     whole = tmp_path / "whole"
     subprocess.run(
@@ -267,7 +270,10 @@ def test_sigkill_then_resume_matches_an_uninterrupted_run(tmp_path):
     run = tmp_path / "killed"
     last = run / "checkpoints" / "last.ckpt"
     proc = subprocess.Popen(
-        _train_cmd(run, data, cache), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        _train_cmd(run, data, cache, *count),
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
     deadline = time.time() + 300
     while not last.exists() and time.time() < deadline and proc.poll() is None:
@@ -279,7 +285,7 @@ def test_sigkill_then_resume_matches_an_uninterrupted_run(tmp_path):
     assert killed_at["epoch"] < 3
 
     subprocess.run(
-        _train_cmd(run, data, cache, "ckpt_path=last"),
+        _train_cmd(run, data, cache, *count, "ckpt_path=last"),
         check=True,
         env=env,
         timeout=600,
@@ -288,6 +294,9 @@ def test_sigkill_then_resume_matches_an_uninterrupted_run(tmp_path):
     resumed = torch.load(last, weights_only=True)
     reference = torch.load(whole / "checkpoints" / "last.ckpt", weights_only=True)
     assert resumed["global_step"] == reference["global_step"] > killed_at["global_step"]
+    # the resumed process ran only the steps left (a restart from scratch, which ignored
+    # ckpt_path, would end at the same global step after running them all)
+    assert int(counted.read_text()) == reference["global_step"] - killed_at["global_step"]
     best = "val/acc"
 
     def score(ckpt):

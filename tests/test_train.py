@@ -14,7 +14,7 @@ from lstm_sentiment.config import CONFIG_DIR, ConfigValueError, build, instantia
 from lstm_sentiment.eval import evaluate
 from lstm_sentiment.train import optimized_value, train
 
-from helpers import compose_config
+from helpers import compose_config, step_counter
 
 
 def options(group: str) -> list[str]:
@@ -91,17 +91,23 @@ def test_eval_refuses_a_checkpoint_of_another_vocabulary(train_cfg, tmp_path, ti
         evaluate(eval_cfg)
 
 
-def test_resume_from_last_checkpoint(train_cfg):
-    cfg = train_cfg("trainer.max_epochs=1", "test=false")
+COUNT_STEPS = "+callbacks.steps._target_=helpers.StepCounter"
+
+
+def test_resume_from_last_checkpoint_runs_only_the_steps_left(train_cfg):
+    cfg = train_cfg("trainer.max_epochs=1", "test=false", COUNT_STEPS)
     _, first = train(cfg)
     steps_per_epoch = first.global_step
+    assert step_counter(first).steps == steps_per_epoch > 0
     last = Path(cfg.paths.output_dir) / "checkpoints" / "last.ckpt"
     assert torch.load(last, weights_only=True)["epoch"] == 0
-    # same run folder, ckpt_path=last: Lightning finds last.ckpt in the checkpoint folder
-    resumed_cfg = train_cfg("trainer.max_epochs=2", "test=false", "ckpt_path=last")
+    # same run folder, ckpt_path=last: this run folder's last.ckpt
+    resumed_cfg = train_cfg("trainer.max_epochs=3", "test=false", "ckpt_path=last", COUNT_STEPS)
     _, resumed = train(resumed_cfg)
-    assert resumed.current_epoch == 2
-    assert resumed.global_step == 2 * steps_per_epoch
+    assert resumed.current_epoch == 3
+    assert resumed.global_step == 3 * steps_per_epoch
+    # the resumed process ran the two epochs left, not three from scratch
+    assert step_counter(resumed).steps == 2 * steps_per_epoch
 
 
 @pytest.mark.slow

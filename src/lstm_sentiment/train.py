@@ -13,7 +13,7 @@ import lightning.pytorch as pl
 import torch
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
 from lstm_sentiment.callbacks.checkpointed_metrics import CheckpointedMetrics
 from lstm_sentiment.config import (
@@ -41,6 +41,7 @@ from lstm_sentiment.records.hparams import log_hparams_with_metrics
 from lstm_sentiment.records.run_folder import (
     checkpoint_to_resume,
     later_process_record,
+    log_run_start,
     nothing_left_to_train,
     progress,
     result_folder,
@@ -87,7 +88,7 @@ def train(cfg: DictConfig) -> tuple[dict[str, float], pl.Trainer | None]:
     check_accelerator(cfg.trainer)
     for setting, folder in output_folders(cfg).items():
         check_writable(folder, setting)
-    log_start(cfg)
+    log_run_start(cfg)
     finished = nothing_left_to_train(cfg, ckpt) if ckpt is not None else None
     if finished:
         log.warning("nothing left to train: %s; raise trainer.max_epochs to train on", finished)
@@ -148,13 +149,6 @@ def train(cfg: DictConfig) -> tuple[dict[str, float], pl.Trainer | None]:
         path = write_job_result(result_folder(output_dir), metrics)
         log.info("metrics, in %s: %s", path, ", ".join(f"{k}={v:.4g}" for k, v in metrics.items()))
     return metrics, trainer
-
-
-def log_start(cfg: DictConfig) -> None:
-    """The run folder and the composed config, first thing in the log (and train.log)."""
-    log.info("run folder: %s", Path(cfg.paths.output_dir).resolve())
-    task = OmegaConf.masked_copy(cfg, [key for key in cfg if key != "hydra"])  # tests keep it
-    log.info("config:\n%s", OmegaConf.to_yaml(task, resolve=True).rstrip())
 
 
 def check_same_vocabulary(datamodule: ReviewDataModule, ckpt: Path) -> None:

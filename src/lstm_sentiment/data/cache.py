@@ -308,8 +308,6 @@ def _build_into(tmp: Path, spec: CacheSpec, workers: int, max_bad_fraction: floa
                                 counts = grown
                             counts[remap] += chunk_counts
                         bar.update(task, completed=stats.records)
-                if stats.bad:
-                    log.warning(stats.report())  # before check: say it also when it fails
                 stats.check(max_bad_fraction)
                 meta["splits"][split] = {
                     "reviews": int(sum(map(len, labels))),

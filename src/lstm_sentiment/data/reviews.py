@@ -52,8 +52,9 @@ class ReadStats:
         """One line for the log, also when nothing was skipped."""
         if not self.bad:
             return f"{self.path}: {self.records:,} reviews, none skipped"
-        first = ", ".join(str(n) for n, _ in self.examples)
-        return f"{self.summary()}; first bad line numbers: {first}"
+        shown = "; ".join(f"line {n}: {why}" for n, why in self.examples)
+        kept = self.records - self.bad
+        return f"{self.path}: {kept:,} reviews; skipped {self.bad} of {self.records} ({shown})"
 
     def check(self, max_bad_fraction: float) -> None:
         """Raise when nothing was usable or the bad fraction is above the limit."""

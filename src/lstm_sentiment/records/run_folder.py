@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import itertools
 import logging
+import os
 from enum import Enum
 from pathlib import Path
 from typing import Any
@@ -78,6 +79,13 @@ class KeepRunRecords(Callback):
         n = next(i for i in itertools.count(1) if not (run / RESUMES / str(i)).exists())
         with read_write(config.hydra):
             config.hydra.output_subdir = f"{RESUMES}/{n}/{RECORD}"
+
+
+def log_run_start(cfg: DictConfig) -> None:
+    """The run folder and the composed config, first thing in the log (and <task>.log)."""
+    log.info("run folder: %s", Path(cfg.paths.output_dir).resolve())
+    task = OmegaConf.masked_copy(cfg, [key for key in cfg if key != "hydra"])  # tests keep it
+    log.info("config:\n%s", OmegaConf.to_yaml(task, resolve=True).rstrip())
 
 
 def later_process_record() -> Path | None:
@@ -150,14 +158,23 @@ def resumed_config(cfg: DictConfig, ckpt: Path) -> DictConfig:
             raise _refused(run, key, _value(cfg, key), _value(saved, key))
     OmegaConf.set_struct(saved, True)
     log.info("resuming with the settings of %s", saved_path)
+    record = later_process_record()
+    if record is not None:  # this process's own record: the settings it runs with
+        write_atomically(record / RECORD / "config.yaml", OmegaConf.to_yaml(saved))
     return saved
+
+
+def write_atomically(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
 
 
 def _refused(run: Path, key: str, value: Any, saved: Any) -> ConfigValueError:
     return ConfigValueError(
         f"{key}={value} differs from the {saved} that {run} was trained with "
-        f"({run / RECORD}): a resumed run keeps its settings, except "
-        f"{', '.join(RESUME_MAY_CHANGE)}. Drop {key}, or start a new run (no hydra.run.dir)"
+        f"({run / RECORD}/): a resume keeps the run's settings, except more epochs, other "
+        "devices and output ones (README, Resume). Drop it, or start a new run (no hydra.run.dir)"
     )
 
 
