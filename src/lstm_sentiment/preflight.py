@@ -65,12 +65,12 @@ def check_writable(folder: Path, setting: str) -> None:
     check_free_space(folder, MIN_FREE_BYTES, setting)
 
 
-def check_free_space(folder: Path, needed: int, setting: str, what: str = "this run") -> None:
+def check_free_space(folder: Path, needed: int, setting: str, what: str = "a run needs") -> None:
     free = shutil.disk_usage(folder).free
     if free < needed:
         raise ConfigValueError(
-            f"{folder} has {free / MB:,.0f} MB free, {what} needs about {needed / MB:,.0f} MB: "
-            f"free space on its disk or choose a folder on another one with {setting}"
+            f"{folder} has {free / MB:,.0f} MB free; {what} about {needed / MB:,.0f} MB: free "
+            f"space on its disk, or choose a folder on another disk with {setting}"
         )
 
 

@@ -118,7 +118,8 @@ def train(cfg: DictConfig) -> tuple[dict[str, float], pl.Trainer | None]:
         check_same_vocabulary(datamodule, ckpt)
     load_pretrained_vectors(model, datamodule.vocab)
     output_dir = Path(cfg.paths.output_dir)
-    check_free_space(output_dir, checkpoint_bytes(model), "hydra.run.dir", "its checkpoints")
+    needed = checkpoint_bytes(model)
+    check_free_space(output_dir, needed, "hydra.run.dir", "this model's checkpoints take")
 
     metrics: dict[str, float] = {}
     if cfg.get("train", True):

@@ -188,12 +188,6 @@ class ReviewDataModule(pl.LightningDataModule):
         mean nothing) and about a training split mostly of unknown tokens."""
         vocab, splits = self._load()
         train_path, test_path = self.review_files()
-        if len(vocab) <= 2:
-            raise ReviewFileError(
-                f"{train_path}: no word occurs data.min_freq={self.min_freq} times, so the "
-                "vocabulary holds only _PAD and _UNK and every review reads as unknown words: "
-                "lower data.min_freq (or raise data.max_vocab_size)"
-            )
         datasets = self._split(splits["train"], splits["test"])
         where = {"train": train_path, "val": train_path, "test": test_path}
         if self.val_source == "test_half":
@@ -214,6 +208,12 @@ class ReviewDataModule(pl.LightningDataModule):
                     f"data.val_source={self.val_source}); use a larger review file"
                 )
             log.warning("%s: its AUROC and F1 say nothing", problem)
+        if len(vocab) <= 2:
+            raise ReviewFileError(
+                f"{train_path}: no word occurs data.min_freq={self.min_freq} times, so the "
+                "vocabulary holds only _PAD and _UNK and every review reads as unknown words: "
+                "lower data.min_freq (or raise data.max_vocab_size)"
+            )
         folder = Path(self.cache_dir) / self.spec().key()
         share = unknown_token_share(folder, "train")
         if share > MAX_UNKNOWN_SHARE:
