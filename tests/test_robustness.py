@@ -465,3 +465,68 @@ def test_punkt_without_its_data_fails_before_tokenizing(train_cfg, tmp_path, mon
     with pytest.raises(TokenizerDataMissing, match=r"nltk.downloader punkt_tab"):
         train(train_cfg("data.tokenizer=punkt"))
     assert not list((tmp_path / "cache").glob("*"))
+
+
+# ------------------------------------------------ tokenizer workers die with their parent (11)
+
+
+def _children(pid: int) -> list[int]:
+    """The processes whose parent is ``pid``."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            found.append(int(stat.parent.name))
+    return found
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"  # a zombie has exited; only its parent's reaping is left
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads /proc (Linux)")
+@pytest.mark.parametrize("how", ["SIGKILL", "SIGTERM", "Ctrl-C"])
+def test_tokenizer_workers_die_with_their_parent(tmp_path, how):
+    data = tmp_path / "data"
+    data.mkdir()
+    write_fasttext(data / "train.ft.txt", 40_000, seed=1)  # seconds of treebank tokenizing
+    write_fasttext(data / "test.ft.txt", 100, seed=2)
+    cmd = [
+        *_train_cmd(tmp_path / "run", data, tmp_path / "cache"),
+        "data.preprocess_workers=2",
+        "data.tokenizer=treebank",
+    ]
+    proc = subprocess.Popen(
+        cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
+    )
+    try:
+        deadline = time.time() + 300
+        workers: list[int] = []
+        while len(workers) < 3 and time.time() < deadline and proc.poll() is None:
+            time.sleep(0.2)  # 2 tokenizing workers and the resource tracker
+            workers = _children(proc.pid)
+        assert len(workers) >= 3, "no tokenizer workers seen"
+        time.sleep(1)  # mid-file
+        if how == "Ctrl-C":  # a terminal's Ctrl-C reaches the whole foreground process group
+            os.killpg(proc.pid, signal.SIGINT)
+        else:
+            proc.send_signal(getattr(signal, how))
+        proc.wait(timeout=60)
+        deadline = time.time() + 20
+        while any(map(_alive, workers)) and time.time() < deadline:
+            time.sleep(0.2)
+        assert not [pid for pid in workers if _alive(pid)], f"orphaned after {how}"
+    finally:
+        for pid in workers if "workers" in locals() else []:
+            if _alive(pid):
+                os.kill(pid, signal.SIGKILL)
+        if proc.poll() is None:
+            proc.kill()
