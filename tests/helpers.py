@@ -132,7 +132,9 @@ def batch_of(lengths: list[int], vocab: int = 50, width: int | None = None, seed
 
 def read_events(logdir: str | Path) -> EventAccumulator:
     """Every event file in ``logdir``, nothing sampled away."""
-    events = EventAccumulator(str(logdir), size_guidance={"scalars": 0, "images": 0, "tensors": 0})
+    events = EventAccumulator(
+        str(logdir), size_guidance={"scalars": 0, "images": 0, "tensors": 0, "histograms": 0}
+    )
     events.Reload()
     return events
 

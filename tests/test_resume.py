@@ -55,6 +55,18 @@ def test_readme_resume_command_keeps_the_runs_settings_and_record(tmp_path, tiny
     )
     assert first.returncode == 0, first.stderr
     record = _record(run)
+    # train.log holds the run's log: folder and config first, the data read, Lightning's lines
+    log = (run / "train.log").read_text()
+    for line in (
+        "run folder: ",
+        "config:\n",
+        "hidden_size: 12",
+        "data folder: ",
+        "train.ft.txt: 600 reviews, none skipped",
+        "GPU available: ",
+        "metrics, in ",
+    ):
+        assert line in log, line  # fmt: skip
     steps_per_epoch = torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)[
         "global_step"
     ]
@@ -65,6 +77,8 @@ def test_readme_resume_command_keeps_the_runs_settings_and_record(tmp_path, tiny
     assert "nothing left to train" in again.stdout and "Traceback" not in again.stderr
     assert _record(run) == record
     assert (run / "resumes" / "1" / ".hydra" / "overrides.yaml").is_file()  # its own record
+    assert (run / "train.log").read_text().startswith(log)  # appended to, not rewritten
+    assert "nothing left to train" in (run / "train.log").read_text()
 
     # more epochs: trained with the run's settings (hidden size 12), only the epoch left
     more = _train(run, "ckpt_path=last", "trainer.max_epochs=2", env=env)

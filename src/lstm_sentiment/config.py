@@ -171,8 +171,10 @@ RANGES: dict[str, tuple] = {
     "model.net.pooling": _rule(_is_pooling, "last, max, mean or attention, or several joined by +"),
     "model.lr": POSITIVE,
     "model.weight_decay": _rule(lambda v: v >= 0, ">= 0"),
-    # 0 trains nothing and would test untrained weights; -1 is Lightning's "no limit"
+    # 0 trains nothing, and testing would report untrained weights; -1 is Lightning's "no limit"
     "trainer.max_epochs": _rule(lambda v: v is None or v == -1 or v >= 1, ">= 1 (or -1: no limit)"),
+    "trainer.max_steps": _rule(lambda v: v is None or v == -1 or v >= 1, ">= 1 (or -1: no limit)"),
+    "trainer.limit_train_batches": _rule(lambda v: v is None or v > 0, "> 0"),
 }
 
 

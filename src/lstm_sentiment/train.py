@@ -43,7 +43,6 @@ from lstm_sentiment.records.run_folder import (
     later_process_record,
     log_run_start,
     nothing_left_to_train,
-    progress,
     result_folder,
     resumed_config,
     run_finished,
@@ -61,10 +60,6 @@ log = logging.getLogger(__name__)
 class TrainingDiverged(UserError):
     """The loss became NaN or infinite (SentimentModule raises FloatingPointError naming the
     step): the learning rate or clipping must change."""
-
-
-class NothingTrained(UserError):
-    """``trainer.fit`` ran no optimizer step: testing would report untrained weights."""
 
 
 def train(cfg: DictConfig) -> tuple[dict[str, float], pl.Trainer | None]:
@@ -123,18 +118,12 @@ def train(cfg: DictConfig) -> tuple[dict[str, float], pl.Trainer | None]:
 
     metrics: dict[str, float] = {}
     if cfg.get("train", True):
-        steps_before = progress(ckpt)[1] if ckpt is not None else 0
         try:
             # from a checkpoint with nothing left to train, this only restores the callbacks'
             # state (the best checkpoint, the metrics so far) for the test below
             trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt)
         except FloatingPointError as e:  # SentimentModule's check of the loss
             raise TrainingDiverged(str(e)) from None
-        if trainer.global_step == steps_before and not finished:
-            raise NothingTrained(
-                f"training ran no optimizer step ({len(datamodule.train_dataloader())} training "
-                f"batches, trainer.max_epochs={cfg.trainer.max_epochs}): nothing to test"
-            )
         metrics = {**carried.restored, **{k: float(v) for k, v in trainer.callback_metrics.items()}}
 
     if cfg.get("test", True):
