@@ -13,6 +13,7 @@ import zipfile
 from contextlib import contextmanager
 from pathlib import Path
 
+import lightning.pytorch as pl
 import torch
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
@@ -80,6 +81,26 @@ def compose_config(
     return cfg
 
 
+class StepCounter(pl.Callback):
+    """Counts the optimizer steps this process runs (a resume that ignored its checkpoint would
+    run them all again, reaching the same final step count); with ``path``, writes the count
+    there when the fit ends (for a training run in a subprocess: ``+callbacks.steps=...``)."""
+
+    def __init__(self, path: str | None = None):
+        self.steps, self.path = 0, path
+
+    def on_before_optimizer_step(self, trainer, pl_module, optimizer) -> None:
+        self.steps += 1
+
+    def on_fit_end(self, trainer, pl_module) -> None:
+        if self.path:
+            Path(self.path).write_text(str(self.steps))
+
+
+def step_counter(trainer) -> StepCounter:
+    return next(c for c in trainer.callbacks if isinstance(c, StepCounter))
+
+
 # the defaults of conf/data/amazon_polarity.yaml, the one place that holds them
 DATA_DEFAULTS = yaml_settings("data/amazon_polarity")
 
@@ -117,7 +138,9 @@ def batch_of(lengths: list[int], vocab: int = 50, width: int | None = None, seed
 
 def read_events(logdir: str | Path) -> EventAccumulator:
     """Every event file in ``logdir``, nothing sampled away."""
-    events = EventAccumulator(str(logdir), size_guidance={"scalars": 0, "images": 0, "tensors": 0})
+    events = EventAccumulator(
+        str(logdir), size_guidance={"scalars": 0, "images": 0, "tensors": 0, "histograms": 0}
+    )
     events.Reload()
     return events
 

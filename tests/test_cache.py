@@ -248,3 +248,34 @@ def test_the_vocabulary_counts_the_words_past_max_len(tmp_path):
     assert "late" in vocab
     assert splits["train"].review(0).tolist() == [vocab.stoi["good"]] * 2
     assert splits["test"].review(0).tolist() == [vocab.stoi["late"], vocab.stoi["bad"]]
+
+
+def test_an_edit_in_the_middle_with_size_and_time_kept_rebuilds(tmp_path):
+    """The cache key hashed only the first and last 64 KiB: an edit between them, with the size
+    and modification time put back, reused the stale cache (issue 14 row 15)."""
+    folder = tmp_path / "reviews"
+    folder.mkdir()
+    train = write_fasttext(folder / "train.ft.txt", 3000, seed=1)  # ~400 KB
+    write_fasttext(folder / "test.ft.txt", 100, seed=2)
+    before = build(make_spec(folder), tmp_path / "cache")
+    data = bytearray(train.read_bytes())
+    middle = data.index(b"__label__", len(data) // 2)
+    assert 1 << 16 < middle < len(data) - (1 << 16)
+    flipped = b"1" if data[middle + 9 : middle + 10] == b"2" else b"2"
+    data[middle + 9 : middle + 10] = flipped  # one review's label flipped, same size
+    stat = train.stat()
+    train.write_bytes(bytes(data))
+    os.utime(train, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    assert (train.stat().st_size, train.stat().st_mtime_ns) == (stat.st_size, stat.st_mtime_ns)
+    after = build(make_spec(folder), tmp_path / "cache")  # in the same process: no stale memo
+    assert after != before
+    changed = arrays(after)["train.labels"] != arrays(before)["train.labels"]
+    assert changed.sum() == 1
+
+
+def test_the_same_bytes_elsewhere_reuse_the_cache(data_dir, tmp_path, monkeypatch):
+    first = build(make_spec(data_dir), tmp_path / "cache")
+    moved = tmp_path / "moved"
+    data_dir.rename(moved)
+    forbid_building(monkeypatch)
+    assert build(make_spec(moved), tmp_path / "cache") == first

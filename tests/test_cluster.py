@@ -19,6 +19,7 @@ from omegaconf import OmegaConf, read_write
 from tensorboard.backend.event_processing.event_file_loader import EventFileLoader
 from test_sweeps import assert_trial_in_tensorboard, only_child
 
+from lstm_sentiment.config import ConfigValueError
 from lstm_sentiment.eval import evaluate
 from lstm_sentiment.records.trials import check_one_process_per_trial
 from lstm_sentiment.train import train
@@ -80,7 +81,7 @@ def test_a_sweep_accepts_ranks_a_cluster_started(train_cfg, monkeypatch):
         cfg.hydra.mode = "MULTIRUN"
     HydraConfig.instance().set_config(cfg)
     plain = pl.Trainer(strategy="ddp", accelerator="cpu", devices=2, logger=False)
-    with pytest.raises(RuntimeError, match="sweep on one device"):
+    with pytest.raises(ConfigValueError, match="sweep on one device"):
         check_one_process_per_trial(plain)
     slurm_task = {
         "SLURM_NTASKS": "2",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import bz2
 import gzip
+import io
 from collections import Counter
 
 import numpy as np
@@ -11,8 +12,14 @@ import pytest
 from nltk.tokenize import wordpunct_tokenize
 
 from lstm_sentiment.data.files import SAMPLE_DIR, find_review_file
-from lstm_sentiment.data.reviews import ReadStats, ReviewFileError, read_reviews
-from lstm_sentiment.data.text import PUNKT_HELP, require_punkt
+from lstm_sentiment.data.reviews import (
+    ReadStats,
+    ReviewFileError,
+    read_input_file,
+    read_lines,
+    read_reviews,
+)
+from lstm_sentiment.data.text import PUNKT_HELP, TokenizerDataMissing, require_punkt
 from lstm_sentiment.data.vocab import PAD_ID, UNK_ID, Vocabulary
 
 from helpers import data_module, text_pipeline, write_fasttext
@@ -98,9 +105,9 @@ def test_punkt_tokenizer_fails_with_install_hint():
     try:
         require_punkt()
         pytest.skip("punkt_tab is installed here; the failure path cannot be shown")
-    except LookupError:
+    except TokenizerDataMissing:
         pass
-    with pytest.raises(LookupError, match="nltk.downloader punkt_tab"):
+    with pytest.raises(TokenizerDataMissing, match="nltk.downloader punkt_tab"):
         text_pipeline(tokenizer="punkt")
     assert "treebank" in PUNKT_HELP
 
@@ -160,3 +167,97 @@ def test_the_embedded_sample_reads_and_encodes(tmp_path):
     assert 10_000 < len(dm.vocab) < 30_000
     ids, label = dm.datasets["test"][0]
     assert 0 < len(ids) <= 200 and ids.dtype == np.int32 and label in (0, 1)
+
+
+# -- what was skipped is always said (issue 14 row 7), a byte-order mark is no review (row 8) --
+
+
+def _log_lines(caplog, folder) -> list[tuple[str, str]]:
+    """The DataModule's lines that name ``folder`` (the cache's own build line aside)."""
+    return [
+        (r.levelname, r.getMessage())
+        for r in caplog.records
+        if r.name == "lstm_sentiment.data.datamodule" and str(folder) in r.getMessage()
+    ]
+
+
+def test_every_file_read_gets_a_log_line_saying_what_was_skipped(tmp_path, caplog):
+    """Bad lines under data.max_bad_fraction were skipped without a word; now each file read
+    gets one line, with counts and the first bad line numbers, also when the run succeeds."""
+    good = [f"__label__{1 + i % 2} review {i}: fine words here\n" for i in range(400)]
+    bad = [
+        "__label__3 unknown label: text\n",
+        "__label__2 caf\xe9 in latin-1\n",  # written as Latin-1 below
+        "__label__1 " + "word " * 420_000 + "\n",  # a 2 MB line
+        "label,title,text\n",  # a CSV header in a fastText file
+    ]
+    lines = good[:100] + bad[:1] + good[100:200] + bad[1:] + good[200:]
+    (tmp_path / "train.ft.txt").write_bytes(
+        "".join(lines).encode("latin-1") + "__label__1 cut mid-ch\xe9".encode()[:-1]
+    )
+    test = [f"__label__{1 + i % 2} test review {i}: fine words\n" for i in range(99)]
+    (tmp_path / "test.ft.txt").write_text("".join(["__label__9 odd\n", *test]))
+    dm = _datamodule(tmp_path, tmp_path, max_bad_fraction=0.02)
+    for build in ("cold", "warm"):  # the warm run reads the counts from the cache
+        caplog.clear()
+        with caplog.at_level("INFO"):
+            dm.prepare_data()
+            dm.log_data_used()
+        folder, (train_level, train), (test_level, test_line) = _log_lines(caplog, tmp_path)
+        assert folder == ("INFO", f"data folder: {tmp_path} (data.data_dir)")
+        assert train_level == test_level == "WARNING", build
+        assert train.startswith(f"{tmp_path / 'train.ft.txt'}: 400 reviews; skipped 5 of 405 (")
+        for problem in (
+            "line 101: unknown label '__label__3'",
+            "line 202: invalid UTF-8 at byte 14",
+            "line 203: review of 2,099,999 characters",
+            "line 204: no __label__ prefix",
+            "line 405: invalid UTF-8",  # the file ends mid-character
+        ):
+            assert problem in train, problem
+        assert "test.ft.txt: 99 reviews; skipped 1 of 100 (line 1: unknown label" in test_line
+    dm.setup("fit")
+    assert len(dm.datasets["train"]) + len(dm.datasets["val"]) == 400
+
+
+def test_a_clean_file_is_said_to_be_clean(tiny_data_dir, tmp_path, caplog):
+    dm = _datamodule(tiny_data_dir, tmp_path)
+    dm.prepare_data()
+    with caplog.at_level("INFO"):
+        dm.log_data_used()
+    messages = [r.getMessage() for r in caplog.records]
+    assert messages[0] == f"data folder: {tiny_data_dir} (data.data_dir)"
+    assert messages[1] == f"{tiny_data_dir / 'train.ft.txt'}: 600 reviews, none skipped"
+    assert messages[2] == f"{tiny_data_dir / 'test.ft.txt'}: 200 reviews, none skipped"
+
+
+BOM = "\ufeff"
+
+
+@pytest.mark.parametrize(
+    "name, text",
+    [
+        ("train.ft.txt", f"{BOM}__label__2 first: kept\n__label__1 second: kept\n"),
+        ("train.ft.txt.bz2", f"{BOM}__label__2 first: kept\n__label__1 second: kept\n"),
+        ("train.csv", f'{BOM}"2","first","kept"\n"1","second","kept"\n'),
+        ("train.ft.txt", "__label__2\tfirst: kept\n__label__1 \t second: kept\n"),  # tabs
+    ],
+)
+def test_a_byte_order_mark_or_a_tab_loses_no_review(tmp_path, name, text):
+    path = tmp_path / name
+    with (bz2.open if name.endswith(".bz2") else open)(path, "wb") as f:
+        f.write(text.encode("utf-8"))
+    stats = ReadStats(str(path))
+    assert [label for label, _ in read_reviews(path, stats=stats)] == [1, 0]
+    assert stats.bad == 0
+
+
+def test_predict_reads_a_file_with_a_byte_order_mark_as_its_format(tmp_path):
+    labelled = tmp_path / "reviews.ft.txt"
+    labelled.write_text(f"{BOM}__label__2 good: yes\n__label__1 bad: no\n", encoding="utf-8")
+    # predict saw plain lines before and fed "__label__2 good: yes" to the model
+    assert list(read_input_file(labelled, "auto")) == [("good: yes", 1), ("bad: no", 0)]
+    lines = tmp_path / "reviews.txt"
+    lines.write_text(f"{BOM}first review\nsecond\n", encoding="utf-8")
+    assert list(read_input_file(lines, "auto")) == [("first review", None), ("second", None)]
+    assert list(read_lines(io.BytesIO(f"{BOM}from stdin\n".encode()), "stdin")) == ["from stdin"]

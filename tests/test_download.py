@@ -174,7 +174,9 @@ def test_cli_failure_is_one_line_without_traceback(tmp_path, good, capsys, what)
         args += ["--url", url, "--md5", "f" * 32]
     else:
         args += ["--url", "http://127.0.0.1:9/x.tgz"]  # discard port: nothing listens
-    assert main(args) == 1
+    with pytest.raises(SystemExit) as exit_:
+        main(args)
+    assert exit_.value.code == 1
     err = capsys.readouterr().err.strip().splitlines()
     assert err[-1].startswith("error: ")
     assert not any("Traceback" in line for line in err)

@@ -52,9 +52,32 @@ def test_the_config_uses_the_lookup(tmp_path, monkeypatch):
     assert cfg.paths.data_dir == cfg.data.data_dir == str(tmp_path)
 
 
-def test_make_data_downloads_where_training_looks():
+def test_make_data_downloads_where_training_looks(monkeypatch, capsys):
     dest = inspect.signature(download.download_dataset).parameters["dest"].default
     assert dest / download.EXTRACTED == files.FULL_SET_DIR
+    # the command itself, without --dest as its docstring shows (`make data`)
+    asked = []
+
+    def fetch(dest, url, **kwargs):
+        asked.append(dest)
+        return dest / download.EXTRACTED
+
+    monkeypatch.setattr(download, "download_dataset", fetch)
+    assert download.main([]) == 0
+    assert asked[0] / download.EXTRACTED == files.FULL_SET_DIR
+    assert capsys.readouterr().out.split()[0] == str(files.FULL_SET_DIR / "train.csv")
+
+
+def test_the_data_folder_used_is_named_with_why(tmp_path, monkeypatch):
+    monkeypatch.delenv(files.ENV_VAR, raising=False)
+    sample = "(the 9,459/1,984-review sample shipped in data/sample; `make data` gets the full set)"
+    assert files.describe_data_dir(SAMPLE_DIR).endswith(sample)
+    assert files.describe_data_dir(files.FULL_SET_DIR).endswith(
+        "(the full set, downloaded by `make data`)"
+    )
+    assert files.describe_data_dir(tmp_path) == f"{tmp_path} (data.data_dir)"
+    monkeypatch.setenv(files.ENV_VAR, str(tmp_path))
+    assert files.describe_data_dir(tmp_path) == f"{tmp_path} (${files.ENV_VAR})"
 
 
 def test_file_names_and_a_named_file(tmp_path):

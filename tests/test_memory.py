@@ -9,6 +9,8 @@ import pytest
 import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
+from lstm_sentiment.config import build
+from lstm_sentiment.models.sentiment_module import SentimentModule
 from lstm_sentiment.train import train
 
 from helpers import batch_of, small_net
@@ -38,11 +40,26 @@ def test_gate_statistics_reach_tensorboard_and_buckets_the_run_folder(train_cfg)
         "model.net.record_gates=true",
         "trainer.max_epochs=1",
         "callbacks.length_buckets.bounds=[10,25]",
+        "data.eval_batch_size=16",  # several validation batches to average
     )
     metrics, _ = train(cfg)
-    for gate in ("input", "forget", "output"):
-        assert 0.0 < metrics[f"gates/layer0/{gate}"] < 1.0  # sigmoid activations
+    # What the callback logged is each gate's mean over the validation batches of the weights
+    # the epoch ended with (last.ckpt): recomputed here from those weights and batches, without
+    # the callback, so an unrecorded, swapped or wrongly averaged gate fails.
     out = Path(cfg.paths.output_dir)
+    net = SentimentModule.load_from_checkpoint(out / "checkpoints" / "last.ckpt").net.eval()
+    datamodule = build(cfg.data)
+    datamodule.setup("fit")
+    per_batch = []
+    with torch.no_grad():
+        for batch in datamodule.val_dataloader():
+            net(batch["ids"], batch["lengths"])
+            per_batch.append({k: float(v) for k, v in net.gate_stats.items() if v.dim() == 0})
+    assert len(per_batch) > 1
+    for gate in ("input", "forget", "output"):
+        expected = sum(b[f"layer0/{gate}"] for b in per_batch) / len(per_batch)
+        assert metrics[f"gates/layer0/{gate}"] == pytest.approx(expected, abs=1e-5), gate
+    assert len({round(metrics[f"gates/layer0/{g}"], 4) for g in ("input", "forget", "output")}) == 3
     events = EventAccumulator(str(out / "tensorboard"), size_guidance={"histograms": 0})
     events.Reload()
     assert "gates/layer0/forget_per_unit" in events.Tags()["histograms"]

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import bz2
+import errno
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -16,6 +18,7 @@ import torch
 from hydra.errors import ConfigCompositionException
 from omegaconf import MissingMandatoryValue, OmegaConf
 
+from lstm_sentiment import preflight
 from lstm_sentiment.atomic_checkpoint import AtomicCheckpointIO
 from lstm_sentiment.config import (
     ConfigValueError,
@@ -24,10 +27,15 @@ from lstm_sentiment.config import (
     check_ranges,
     yaml_settings,
 )
+from lstm_sentiment.data import cache
 from lstm_sentiment.data.reviews import ReadStats, ReviewFileError, read_reviews
-from lstm_sentiment.train import train
+from lstm_sentiment.data.text import TokenizerDataMissing
+from lstm_sentiment.errors import UserError
+from lstm_sentiment.train import TrainingDiverged, train
 
 from helpers import compose_config, data_module, write_fasttext
+
+COUNT_STEPS = "+callbacks.steps._target_=helpers.StepCounter"
 
 # ---------------------------------------------------------------------------------- bad input
 
@@ -196,7 +204,7 @@ def test_nan_loss_stops_training_naming_the_step(train_cfg):
     cfg = train_cfg(
         f"+callbacks.poison._target_={__name__}.PoisonWeights", "+callbacks.poison.step=3"
     )
-    with pytest.raises(FloatingPointError, match="train loss is nan at global step 3"):
+    with pytest.raises(TrainingDiverged, match="train loss is nan at global step 3"):
         train(cfg)
 
 
@@ -257,7 +265,10 @@ def test_sigkill_then_resume_matches_an_uninterrupted_run(tmp_path):
     write_fasttext(data / "train.ft.txt", 3000, seed=1)
     write_fasttext(data / "test.ft.txt", 100, seed=2)
     cache = tmp_path / "cache"
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    # PYTHONPATH: the runs count their own optimizer steps with tests/helpers.py's StepCounter
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "PYTHONPATH": str(Path(__file__).parent)}
+    counted = tmp_path / "steps.txt"
+    count = ["+callbacks.steps._target_=helpers.StepCounter", f"+callbacks.steps.path={counted}"]
 
     whole = tmp_path / "whole"
     subprocess.run(
@@ -267,7 +278,10 @@ def test_sigkill_then_resume_matches_an_uninterrupted_run(tmp_path):
     run = tmp_path / "killed"
     last = run / "checkpoints" / "last.ckpt"
     proc = subprocess.Popen(
-        _train_cmd(run, data, cache), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        _train_cmd(run, data, cache, *count),
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
     deadline = time.time() + 300
     while not last.exists() and time.time() < deadline and proc.poll() is None:
@@ -279,7 +293,7 @@ def test_sigkill_then_resume_matches_an_uninterrupted_run(tmp_path):
     assert killed_at["epoch"] < 3
 
     subprocess.run(
-        _train_cmd(run, data, cache, "ckpt_path=last"),
+        _train_cmd(run, data, cache, *count, "ckpt_path=last"),
         check=True,
         env=env,
         timeout=600,
@@ -288,6 +302,9 @@ def test_sigkill_then_resume_matches_an_uninterrupted_run(tmp_path):
     resumed = torch.load(last, weights_only=True)
     reference = torch.load(whole / "checkpoints" / "last.ckpt", weights_only=True)
     assert resumed["global_step"] == reference["global_step"] > killed_at["global_step"]
+    # the resumed process ran only the steps left (a restart from scratch, which ignored
+    # ckpt_path, would end at the same global step after running them all)
+    assert int(counted.read_text()) == reference["global_step"] - killed_at["global_step"]
     best = "val/acc"
 
     def score(ckpt):
@@ -296,3 +313,219 @@ def test_sigkill_then_resume_matches_an_uninterrupted_run(tmp_path):
         return float(callbacks[key]["best_model_score"])
 
     assert score(resumed) == pytest.approx(score(reference), abs=0.05), best
+
+
+# ------------------------------------ data and settings no classifier can learn from (row 9)
+
+
+def _reviews(folder: Path, train: list[str], test_n: int = 100) -> Path:
+    folder.mkdir(exist_ok=True)
+    (folder / "train.ft.txt").write_text("".join(train))
+    write_fasttext(folder / "test.ft.txt", test_n, seed=2)
+    return folder
+
+
+def _no_run_record(cfg) -> None:
+    out = Path(cfg.paths.output_dir)
+    assert not (out / "metrics.json").exists() and not list(out.rglob("*.ckpt"))
+
+
+@pytest.mark.parametrize(
+    "case, message",
+    [
+        ("min_freq", "no word occurs data.min_freq=1000000 times, so the vocabulary holds only"),
+        ("one class", "the train split of .* holds 5.. reviews \\(positive only\\)"),
+        ("one review", "the train split of .* holds 0 reviews: a classifier needs"),
+    ],
+)
+def test_data_or_settings_that_train_nothing_fail_in_one_line(case, message, tmp_path):
+    data = tmp_path / "data"
+    overrides = []
+    if case == "one class":
+        _reviews(data, [f"__label__2 great {i}: love it\n" for i in range(600)])
+    elif case == "one review":
+        _reviews(data, ["__label__2 great: love it\n"])
+    else:
+        write_fasttext(_reviews(data, []) / "train.ft.txt", 300, seed=1)
+        overrides = ["data.min_freq=1000000"]
+    cfg = compose_config("train", tmp_path, data, overrides)
+    with pytest.raises(UserError, match=message):
+        train(cfg)
+    _no_run_record(cfg)  # never "status": "ok" on untrained weights
+
+
+@pytest.mark.parametrize(
+    "override", ["trainer.max_epochs=0", "+trainer.max_steps=0", "+trainer.limit_train_batches=0"]
+)
+def test_settings_that_train_nothing_fail_before_any_data_is_read(train_cfg, tmp_path, override):
+    key = override.lstrip("+").split("=")[0]
+    with pytest.raises(ConfigValueError, match=rf"{key}=0 is invalid: it must be"):
+        train(train_cfg(override))
+    assert not (tmp_path / "cache").exists()
+
+
+def test_a_one_class_test_file_and_mostly_unknown_words_are_warned_about(tmp_path, caplog):
+    data = tmp_path / "data"
+    # every review: three words of its own (unknown at min_freq 2), then three shared ones
+    own = ["".join(chr(97 + int(d)) for d in str(i)) for i in range(400)]  # letters: no digits
+    train_lines = [f"__label__{1 + i % 2} q{w} x{w} z{w}: {('bad', 'good')[i % 2]} it\n"
+                   for i, w in enumerate(own)]  # fmt: skip
+    data.mkdir()
+    (data / "train.ft.txt").write_text("".join(train_lines))
+    (data / "test.ft.txt").write_text("__label__2 good it\n" * 50)
+    cfg = compose_config("train", tmp_path, data, ["trainer.max_epochs=1", "test=false"])
+    with caplog.at_level("WARNING"):
+        train(cfg)
+    warned = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert any("50% of the training tokens are unknown" in w for w in warned), warned
+    assert any("the test split of" in w and "(positive only)" in w for w in warned), warned
+
+
+# ---------------------------------------- checks that need no data, before tokenizing (12, 13)
+
+
+def test_an_unwritable_run_folder_fails_before_tokenizing(train_cfg, tmp_path):
+    # a file where the run folder should be (root may write anywhere: chmod would not stop it)
+    (tmp_path / "blocked").write_text("a user's file")
+    cfg = train_cfg()
+    cfg.paths.output_dir = str(tmp_path / "blocked" / "run")
+    with pytest.raises(ConfigValueError, match=r"cannot write to .*blocked/run .*hydra.run.dir"):
+        train(cfg)
+    assert not (tmp_path / "cache").exists()
+    assert (tmp_path / "blocked").read_text() == "a user's file"
+
+
+def test_a_full_disk_fails_before_tokenizing(train_cfg, tmp_path, monkeypatch):
+    full = shutil.disk_usage(tmp_path)._replace(free=5 * preflight.MB)
+    monkeypatch.setattr(preflight.shutil, "disk_usage", lambda path: full)
+    with pytest.raises(ConfigValueError, match=r"has 5 MB free; a run needs about 64 MB"):
+        train(train_cfg())
+    assert not list((tmp_path / "cache").glob("*"))
+
+
+def test_a_disk_too_small_for_the_checkpoints_fails_before_training(train_cfg, monkeypatch):
+    room = shutil.disk_usage("/")._replace(free=100 * preflight.MB)
+    monkeypatch.setattr(preflight.shutil, "disk_usage", lambda path: room)
+    cfg = train_cfg("model.net.hidden_size=600", COUNT_STEPS)
+    with pytest.raises(ConfigValueError, match=r"checkpoints take about 1\d\d MB"):
+        train(cfg)
+
+
+def test_a_full_disk_while_caching_is_one_line(tmp_path, monkeypatch):
+    def disk_full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(cache, "_finalize_ids", disk_full)
+    write_fasttext(tmp_path / "train.ft.txt", 50, seed=0)
+    write_fasttext(tmp_path / "test.ft.txt", 20, seed=1)
+    dm = data_module(tmp_path, tmp_path / "c", progress=False, preprocess_workers=1)
+    with pytest.raises(ReviewFileError, match=r"cannot write the token cache in .*/c \(No space"):
+        dm.prepare_data()
+
+
+def test_a_checkpoint_the_disk_refuses_is_one_line_and_the_old_one_stays(tmp_path):
+    """A real refused write (a file-size limit, as a full disk refuses it) in a subprocess."""
+    path = tmp_path / "last.ckpt"
+    AtomicCheckpointIO().save_checkpoint({"step": 1}, path)
+    code = (
+        "import resource, signal, torch\n"
+        "from lstm_sentiment.atomic_checkpoint import AtomicCheckpointIO\n"
+        "signal.signal(signal.SIGXFSZ, signal.SIG_IGN)\n"
+        "resource.setrlimit(resource.RLIMIT_FSIZE, (100_000, 100_000))\n"
+        f"AtomicCheckpointIO().save_checkpoint({{'w': torch.ones(100_000)}}, {str(path)!r})\n"
+    )
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert run.returncode == 1
+    assert "CheckpointWriteError: cannot write checkpoint" in run.stderr
+    assert (
+        "File too large" in run.stderr and "the checkpoints written before are whole" in run.stderr
+    )
+    assert torch.load(path, weights_only=True) == {"step": 1}
+    assert [p.name for p in tmp_path.iterdir()] == ["last.ckpt"]
+
+
+def test_a_gpu_asked_for_on_a_machine_without_one_fails_before_tokenizing(
+    train_cfg, tmp_path, monkeypatch
+):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(ConfigValueError, match=r"trainer.accelerator=gpu, but torch sees no CUDA"):
+        train(train_cfg("trainer=gpu"))
+    assert not (tmp_path / "cache").exists()
+
+
+def test_punkt_without_its_data_fails_before_tokenizing(train_cfg, tmp_path, monkeypatch):
+    import nltk
+
+    def not_installed(resource, *args, **kwargs):
+        raise LookupError(resource)
+
+    monkeypatch.setattr(nltk.data, "find", not_installed)
+    # hydra's instantiate wraps it in an InstantiationException: config.make unwraps it
+    with pytest.raises(TokenizerDataMissing, match=r"nltk.downloader punkt_tab"):
+        train(train_cfg("data.tokenizer=punkt"))
+    assert not list((tmp_path / "cache").glob("*"))
+
+
+# ------------------------------------------------ tokenizer workers die with their parent (11)
+
+
+def _children(pid: int) -> list[int]:
+    """The processes whose parent is ``pid``."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            found.append(int(stat.parent.name))
+    return found
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"  # a zombie has exited; only its parent's reaping is left
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads /proc (Linux)")
+@pytest.mark.parametrize("how", ["SIGKILL", "SIGTERM", "Ctrl-C"])
+def test_tokenizer_workers_die_with_their_parent(tmp_path, how):
+    data = tmp_path / "data"
+    data.mkdir()
+    write_fasttext(data / "train.ft.txt", 40_000, seed=1)  # seconds of treebank tokenizing
+    write_fasttext(data / "test.ft.txt", 100, seed=2)
+    cmd = [
+        *_train_cmd(tmp_path / "run", data, tmp_path / "cache"),
+        "data.preprocess_workers=2",
+        "data.tokenizer=treebank",
+    ]
+    proc = subprocess.Popen(
+        cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
+    )
+    try:
+        deadline = time.time() + 300
+        workers: list[int] = []
+        while len(workers) < 3 and time.time() < deadline and proc.poll() is None:
+            time.sleep(0.2)  # 2 tokenizing workers and the resource tracker
+            workers = _children(proc.pid)
+        assert len(workers) >= 3, "no tokenizer workers seen"
+        time.sleep(1)  # mid-file
+        if how == "Ctrl-C":  # a terminal's Ctrl-C reaches the whole foreground process group
+            os.killpg(proc.pid, signal.SIGINT)
+        else:
+            proc.send_signal(getattr(signal, how))
+        proc.wait(timeout=60)
+        deadline = time.time() + 20
+        while any(map(_alive, workers)) and time.time() < deadline:
+            time.sleep(0.2)
+        assert not [pid for pid in workers if _alive(pid)], f"orphaned after {how}"
+    finally:
+        for pid in workers if "workers" in locals() else []:
+            if _alive(pid):
+                os.kill(pid, signal.SIGKILL)
+        if proc.poll() is None:
+            proc.kill()

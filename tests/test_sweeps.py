@@ -15,6 +15,7 @@ import yaml
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import OmegaConf, read_write
 
+from lstm_sentiment.config import ConfigValueError
 from lstm_sentiment.records.sweep_summary import read_trials, write_summary
 from lstm_sentiment.records.trials import check_one_process_per_trial, write_job_result
 
@@ -77,7 +78,7 @@ def test_a_sweep_refuses_strategies_that_rerun_the_script(train_cfg):
     HydraConfig.instance().set_config(sweep_cfg)
     try:
         check_one_process_per_trial(spawn)  # forks from this process: fine in a sweep
-        with pytest.raises(RuntimeError, match="sweep on one device"):
+        with pytest.raises(ConfigValueError, match="sweep on one device"):
             check_one_process_per_trial(ddp)
     finally:
         HydraConfig.instance().set_config(cfg)

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import csv
+import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -10,11 +14,12 @@ from hydra.utils import instantiate
 from omegaconf import open_dict
 
 from lstm_sentiment.callbacks.time_estimate import TrainingTooLong
-from lstm_sentiment.config import CONFIG_DIR, build, instantiate_all
+from lstm_sentiment.config import CONFIG_DIR, ConfigValueError, build, instantiate_all
 from lstm_sentiment.eval import evaluate
+from lstm_sentiment.models.sentiment_module import SentimentModule
 from lstm_sentiment.train import optimized_value, train
 
-from helpers import compose_config
+from helpers import compose_config, read_events, step_counter
 
 
 def options(group: str) -> list[str]:
@@ -62,7 +67,7 @@ def test_fit_test_then_eval_reproduces_test_metrics(train_cfg, tmp_path, tiny_da
     assert metrics["val/acc_best"] >= metrics["val/acc"] - 1e-6
     assert metrics["test/acc"] > 0.7  # the tiny synthetic set is learnable
     assert optimized_value(metrics, "val/acc_best") == metrics["val/acc_best"]
-    with pytest.raises(KeyError, match="not logged"):
+    with pytest.raises(ConfigValueError, match="not logged"):
         optimized_value(metrics, "val/nope")
 
     # other text settings than training's (max_len cuts every review here; treebank splits
@@ -81,39 +86,95 @@ def test_fit_test_then_eval_reproduces_test_metrics(train_cfg, tmp_path, tiny_da
     assert ckpt["ReviewDataModule"]["vocab"][:2] == ["_PAD", "_UNK"]
 
 
+def test_eval_cli_writes_its_metrics_and_log(tiny_checkpoint, tiny_data_dir, tmp_path):
+    run = tmp_path / "eval"
+    result = subprocess.run(
+        [sys.executable, "-m", "lstm_sentiment.eval", f"ckpt_path={tiny_checkpoint}",
+         f"hydra.run.dir={run}", f"paths.data_dir={tiny_data_dir}",
+         f"paths.cache_dir={tmp_path / 'cache'}", "data.progress=false"],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    metrics = json.loads((run / "metrics.json").read_text())["metrics"]
+    assert {"test/acc", "test/f1", "test/auroc", "test/loss"} <= set(metrics)
+    log = (run / "eval.log").read_text()
+    assert f"ckpt_path: {tiny_checkpoint}" in log and "test.ft.txt: 200 reviews" in log
+    assert f"metrics, in {run / 'metrics.json'}: " in log
+
+
 def test_eval_refuses_a_checkpoint_of_another_vocabulary(train_cfg, tmp_path, tiny_data_dir):
     _, trainer = train(train_cfg("trainer.max_epochs=1"))
     best = trainer.checkpoint_callback.best_model_path
     eval_cfg = compose_config(
         "eval", tmp_path / "eval", tiny_data_dir, [f"ckpt_path={best}", "data.max_vocab_size=10"]
     )
-    with pytest.raises(ValueError, match="another vocabulary"):
+    with pytest.raises(ConfigValueError, match="another vocabulary"):
         evaluate(eval_cfg)
 
 
-def test_resume_from_last_checkpoint(train_cfg):
-    cfg = train_cfg("trainer.max_epochs=1", "test=false")
+COUNT_STEPS = "+callbacks.steps._target_=helpers.StepCounter"
+
+
+def test_resume_from_last_checkpoint_runs_only_the_steps_left(train_cfg):
+    cfg = train_cfg("trainer.max_epochs=1", "test=false", COUNT_STEPS)
     _, first = train(cfg)
     steps_per_epoch = first.global_step
+    assert step_counter(first).steps == steps_per_epoch > 0
     last = Path(cfg.paths.output_dir) / "checkpoints" / "last.ckpt"
     assert torch.load(last, weights_only=True)["epoch"] == 0
-    # same run folder, ckpt_path=last: Lightning finds last.ckpt in the checkpoint folder
-    resumed_cfg = train_cfg("trainer.max_epochs=2", "test=false", "ckpt_path=last")
+    # same run folder, ckpt_path=last: this run folder's last.ckpt
+    resumed_cfg = train_cfg("trainer.max_epochs=3", "test=false", "ckpt_path=last", COUNT_STEPS)
     _, resumed = train(resumed_cfg)
-    assert resumed.current_epoch == 2
-    assert resumed.global_step == 2 * steps_per_epoch
+    assert resumed.current_epoch == 3
+    assert resumed.global_step == 3 * steps_per_epoch
+    # the resumed process ran the two epochs left, not three from scratch
+    assert step_counter(resumed).steps == 2 * steps_per_epoch
 
 
 @pytest.mark.slow
-def test_ddp_sim_trains_on_two_processes_and_syncs_metrics(train_cfg):
-    cfg = train_cfg("trainer=ddp_sim", "trainer.max_epochs=1")
+def test_ddp_sim_trains_on_two_processes_and_syncs_metrics(train_cfg, tmp_path, tiny_data_dir):
+    cfg = train_cfg(
+        "trainer=ddp_sim",
+        "trainer.max_epochs=3",  # a model that tells reviews apart: its accuracy varies by subset
+        "data.eval_batch_size=50",  # the 200 test reviews: 2 batches per rank, none repeated
+        "model.net.cell=scratch",
+        "model.net.record_gates=true",
+    )
     metrics, trainer = train(cfg)
     assert trainer.world_size == 2
-    assert {"val/acc", "val/acc_best", "test/acc"} <= set(metrics)
-    # synced: the test metric covers the whole test split, so it is a multiple of 1/200 give or
-    # take the duplicated padding samples of the last uneven batch
-    assert 0.0 <= metrics["test/acc"] <= 1.0
-    assert Path(trainer.checkpoint_callback.best_model_path).is_file()
+    # Synced metrics are those of all 200 test reviews: what one process measures on the whole
+    # test split. Rank 0 alone has 100 of them (and its accuracy, buckets and gates differ).
+    eval_cfg = compose_config(
+        "eval",
+        tmp_path / "eval",
+        tiny_data_dir,
+        [f"ckpt_path={trainer.checkpoint_callback.best_model_path}"],
+    )
+    with open_dict(eval_cfg):
+        eval_cfg.data.cache_dir = cfg.data.cache_dir
+    alone = evaluate(eval_cfg)
+    assert 0.6 < metrics["test/acc"] < 1 and metrics["test/f1"] > 0
+    for key in ("test/acc", "test/f1", "test/auroc", "test/loss"):
+        assert metrics[key] == pytest.approx(alone[key], abs=1e-6), key
+    with open(Path(cfg.paths.output_dir) / "length_buckets.csv") as f:
+        assert sum(int(row["reviews"]) for row in csv.DictReader(f)) == 200
+    # the gates: the mean over both ranks' validation batches (one each), recomputed here
+    net = SentimentModule.load_from_checkpoint(
+        Path(cfg.paths.output_dir) / "checkpoints" / "last.ckpt"
+    ).net.eval()
+    datamodule = build(cfg.data)
+    datamodule.setup("fit")
+    means = []
+    with torch.no_grad():
+        for batch in datamodule.val_dataloader():  # one process: both batches
+            net(batch["ids"], batch["lengths"])
+            means.append(float(net.gate_stats["layer0/forget"]))
+    assert len(means) == 2 and abs(means[0] - means[1]) > 1e-4  # rank 0's alone would differ
+    assert metrics["gates/layer0/forget"] == pytest.approx(sum(means) / 2, abs=1e-5)
+    # the per-unit histogram, written by rank 0 alone, holds both ranks' batches too
+    events = read_events(Path(cfg.paths.output_dir) / "tensorboard")
+    last = events.Histograms("gates/layer0/forget_per_unit")[-1].histogram_value
+    assert last.sum / last.num == pytest.approx(sum(means) / 2, abs=1e-5)
 
 
 def test_a_run_over_the_time_budget_stops_early_saying_how_long(train_cfg, caplog):

@@ -9,12 +9,14 @@ from pathlib import Path
 from typing import Any, Optional
 
 from hydra.core.config_store import ConfigStore
+from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 from omegaconf import MISSING, DictConfig, OmegaConf
 
 from lstm_sentiment.data.files import PROJECT_ROOT, default_data_dir
 from lstm_sentiment.data.reviews import FORMATS
 from lstm_sentiment.data.text import TOKENIZERS
+from lstm_sentiment.errors import UserError
 from lstm_sentiment.models.components.rnn_classifier import CELLS, RNN_TYPES, pooling_parts
 
 CONFIG_DIR = str(PROJECT_ROOT / "conf")
@@ -169,11 +171,15 @@ RANGES: dict[str, tuple] = {
     "model.net.pooling": _rule(_is_pooling, "last, max, mean or attention, or several joined by +"),
     "model.lr": POSITIVE,
     "model.weight_decay": _rule(lambda v: v >= 0, ">= 0"),
+    # 0 trains nothing, and testing would report untrained weights; -1 is Lightning's "no limit"
+    "trainer.max_epochs": _rule(lambda v: v is None or v == -1 or v >= 1, ">= 1 (or -1: no limit)"),
+    "trainer.max_steps": _rule(lambda v: v is None or v == -1 or v >= 1, ">= 1 (or -1: no limit)"),
+    "trainer.limit_train_batches": _rule(lambda v: v is None or v > 0, "> 0"),
 }
 
 
-class ConfigValueError(ValueError):
-    """A config value of the right type but out of range."""
+class ConfigValueError(UserError):
+    """A config value of the right type that cannot be used (out of range, or not here)."""
 
 
 def check_ranges(cfg) -> None:
@@ -194,17 +200,32 @@ def plain(node: DictConfig) -> dict[str, Any]:
     return OmegaConf.to_container(node, resolve=True, enum_to_str=True, throw_on_missing=True)
 
 
+def make(node: Any, **kwargs: Any) -> Any:
+    """``hydra.utils.instantiate``, except that a ``UserError`` raised by the constructor (a
+    missing tokenizer download, say) comes out as itself: Hydra wraps every error in an
+    ``InstantiationException``, which would bury the message under a traceback."""
+    try:
+        return instantiate(node, **kwargs)
+    except InstantiationException as e:
+        cause = e.__cause__
+        while cause is not None and not isinstance(cause, UserError):
+            cause = cause.__cause__
+        if cause is None:
+            raise
+        raise cause from None
+
+
 def build(node: DictConfig, **kwargs: Any) -> Any:
-    """``hydra.utils.instantiate`` of a node with a ``_target_``, given plain values (nested
-    nodes such as ``model.net`` arrive as plain dicts, which a checkpoint's hparams can hold)."""
-    return instantiate(plain(node), _convert_="all", **kwargs)
+    """``make`` of a node with a ``_target_``, given plain values (nested nodes such as
+    ``model.net`` arrive as plain dicts, which a checkpoint's hparams can hold)."""
+    return make(plain(node), _convert_="all", **kwargs)
 
 
 def instantiate_all(group: DictConfig | None) -> list:
     """Each entry of a config group like ``callbacks`` or ``logger`` that names a ``_target_``."""
     if not group:
         return []
-    return [instantiate(c) for c in group.values() if isinstance(c, DictConfig) and "_target_" in c]
+    return [make(c) for c in group.values() if isinstance(c, DictConfig) and "_target_" in c]
 
 
 def yaml_settings(option: str) -> dict[str, Any]:

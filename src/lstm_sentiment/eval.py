@@ -12,7 +12,6 @@ import logging
 
 import hydra
 import lightning.pytorch as pl
-from hydra.utils import instantiate
 from omegaconf import DictConfig
 
 from lstm_sentiment.config import (
@@ -21,11 +20,15 @@ from lstm_sentiment.config import (
     build,
     check_ranges,
     instantiate_all,
+    make,
 )
 from lstm_sentiment.data.encoder import TextEncoder
-from lstm_sentiment.errors import exit_on_user_error
+from lstm_sentiment.errors import user_errors_exit
 from lstm_sentiment.inference import checkpoint_path, load_checkpoint
 from lstm_sentiment.models.sentiment_module import SentimentModule
+from lstm_sentiment.preflight import check_accelerator, check_writable, output_folders
+from lstm_sentiment.records.run_folder import log_run_start
+from lstm_sentiment.records.trials import write_job_result
 
 log = logging.getLogger(__name__)
 
@@ -42,16 +45,22 @@ def use_checkpoint_text_settings(cfg: DictConfig, saved: TextEncoder) -> None:
 
 
 def evaluate(cfg: DictConfig) -> dict[str, float]:
+    """Test ``cfg.ckpt_path`` on the test split; the metrics go to the log and to
+    ``metrics.json`` in the run folder."""
     check_ranges(cfg)
     # the checkpoint checked whole (archive CRCs, no pickled code, a network that fits its
     # weights) before any data is read
     _, saved, _ = load_checkpoint(checkpoint_path(cfg))
+    check_accelerator(cfg.trainer)
+    for setting, folder in output_folders(cfg).items():
+        check_writable(folder, setting)
+    log_run_start(cfg)
     if cfg.get("seed") is not None:
         pl.seed_everything(cfg.seed, workers=True)
     use_checkpoint_text_settings(cfg, saved)
     datamodule = build(cfg.data)
-    log.info("review files: %s and %s", *datamodule.review_files())
     datamodule.prepare_data()
+    datamodule.log_data_used()
     datamodule.setup("test")
     if datamodule.vocab.itos != saved.vocab.itos:
         raise ConfigValueError(
@@ -60,18 +69,19 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
             "of its training run (see its .hydra/config.yaml)"
         )
     model = SentimentModule.load_from_checkpoint(cfg.ckpt_path, map_location="cpu")
-    trainer = instantiate(cfg.trainer, logger=instantiate_all(cfg.get("logger")) or False)
+    trainer = make(cfg.trainer, logger=instantiate_all(cfg.get("logger")) or False)
     trainer.test(model, datamodule=datamodule)
-    return {k: float(v) for k, v in trainer.callback_metrics.items()}
+    metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
+    path = write_job_result(cfg.paths.output_dir, metrics)
+    log.info("metrics, in %s: %s", path, ", ".join(f"{k}={v:.4g}" for k, v in metrics.items()))
+    return metrics
 
 
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="eval")
 def main(cfg: DictConfig) -> None:
-    try:
+    logging.captureWarnings(True)  # warnings go to the log, so eval.log holds them too
+    with user_errors_exit():
         evaluate(cfg)
-    except Exception as e:
-        exit_on_user_error(e)
-        raise
 
 
 if __name__ == "__main__":

@@ -32,7 +32,7 @@ from lstm_sentiment.config import CONFIG_DIR
 from lstm_sentiment.data.files import ReviewFileError, find_review_file
 from lstm_sentiment.data.reviews import read_reviews
 from lstm_sentiment.data.vocab import PAD_ID, UNK_ID
-from lstm_sentiment.errors import USER_ERRORS
+from lstm_sentiment.errors import user_errors_exit
 from lstm_sentiment.inference import InferenceError, Predictor, checkpoint_path, load_predictor
 from lstm_sentiment.models.components.rnn_classifier import RNNClassifier
 
@@ -209,11 +209,8 @@ def export(cfg: DictConfig) -> Path:
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="export")
 def main(cfg: DictConfig) -> None:
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
-    try:
+    with user_errors_exit():
         export(cfg)
-    except (*USER_ERRORS, OSError) as e:  # OSError: a file it cannot read or write
-        print(f"error: {e}", file=sys.stderr)
-        sys.exit(1)
 
 
 if __name__ == "__main__":

@@ -22,12 +22,13 @@ from omegaconf import DictConfig, OmegaConf
 from lstm_sentiment.data.batching import pad_batch
 from lstm_sentiment.data.encoder import TextEncoder
 from lstm_sentiment.data.vocab import PAD_ID, UNK_ID
+from lstm_sentiment.errors import UserError
 from lstm_sentiment.models.components.rnn_classifier import RNNClassifier
 
 DATAMODULE_KEY = "ReviewDataModule"  # where ReviewDataModule.state_dict() lands in a checkpoint
 
 
-class InferenceError(ValueError):
+class InferenceError(UserError):
     """A problem the user can fix (checkpoint, input, option): reported as one line."""
 
 
@@ -230,10 +231,13 @@ def load_predictor(path: str | Path, device: str = "cpu") -> Predictor:
     return Predictor(net.to(torch_device).eval(), encoder, torch_device)
 
 
-def check_resume_checkpoint(path: str | Path, net: dict[str, Any]) -> None:
-    """Fail now, before any data is read, unless ``path`` is an intact checkpoint whose weights
-    fit the network ``net`` (``model.net.*`` of the run that resumes from it) describes."""
-    trained, _, ckpt = load_checkpoint(path)
+def check_resume_checkpoint(
+    path: str | Path, loaded: tuple[RNNClassifier, TextEncoder, dict], net: dict[str, Any]
+) -> None:
+    """Fail now, before any data is read, unless the checkpoint at ``path`` (``loaded`` by
+    ``load_checkpoint``) holds weights that fit the network ``net`` (``model.net.*`` of the run
+    that resumes from it) describes."""
+    trained, _, ckpt = loaded
     saved = ckpt["hyper_parameters"]["net"]
     try:
         RNNClassifier(vocab_size=trained.embedding.num_embeddings, **net).load_state_dict(

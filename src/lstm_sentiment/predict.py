@@ -37,7 +37,7 @@ from lstm_sentiment.atomic_output import AtomicOutput, OutputError, refuse_overw
 from lstm_sentiment.config import CONFIG_DIR
 from lstm_sentiment.data.reviews import FORMATS, read_input_file, read_lines
 from lstm_sentiment.data.vocab import UNK_ID
-from lstm_sentiment.errors import USER_ERRORS
+from lstm_sentiment.errors import user_errors_exit
 from lstm_sentiment.inference import (
     InputError,
     Predictor,
@@ -319,12 +319,10 @@ def main() -> None:
         # Hydra's logging is off (predict.yaml), so stdout carries JSON Lines only
         logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
         try:
-            predict(cfg, texts)
+            with user_errors_exit():
+                predict(cfg, texts)
         except BrokenPipeError:  # `... | head`: the reader left, which is not an error
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        except (*USER_ERRORS, OSError) as e:  # OSError: an input or output file it cannot use
-            print(f"error: {e}", file=sys.stderr)
-            sys.exit(1)
 
     run()
 

@@ -7,42 +7,47 @@ Needs ``model.net.cell=scratch``, whose forward records the means (``ScratchLSTM
 from __future__ import annotations
 
 import lightning.pytorch as pl
-import torch
 from lightning.pytorch.loggers import TensorBoardLogger
+from torchmetrics import CatMetric
 
 
 class GateStats(pl.Callback):
-    """Scalars ``gates/layer{k}/{input,forget,output}`` (mean over the epoch) and a histogram of
-    the per-unit means of each gate, so TensorBoard shows which units keep or forget."""
+    """Scalars ``gates/layer{k}/{input,forget,output}`` (mean over the epoch's batches) and a
+    histogram of the per-unit means of each gate, so TensorBoard shows which units keep or forget.
+
+    Each batch's means are gathered in a torchmetrics ``CatMetric``, so under DDP the epoch mean
+    covers every rank's batches, not rank 0's."""
 
     def __init__(self) -> None:
         # a plain dict, not defaultdict(lambda): ddp_spawn pickles callbacks to its workers
-        self.sums: dict[str, torch.Tensor] = {}
-        self.batches = 0
+        self.batch_means: dict[str, CatMetric] = {}
 
     def _net(self, pl_module):
         net = getattr(pl_module, "net", None)
         return net if getattr(net, "record_gates", False) else None
 
     def on_validation_epoch_start(self, trainer, pl_module) -> None:
-        self.sums.clear()
-        self.batches = 0
+        self.batch_means.clear()
 
     def on_validation_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dl_idx=0):
         net = self._net(pl_module)
         if net is None or trainer.sanity_checking:
             return
         for key, value in net.gate_stats.items():
-            self.sums[key] = self.sums.get(key, 0) + value.detach().float().cpu()
-        self.batches += 1
+            if key not in self.batch_means:
+                self.batch_means[key] = CatMetric().to(pl_module.device)
+            self.batch_means[key].update(value.detach().float().unsqueeze(0))
 
     def on_validation_epoch_end(self, trainer, pl_module) -> None:
-        if not self.batches:
+        if not self.batch_means:
             return
-        means = {key: total / self.batches for key, total in self.sums.items()}
+        # every rank records the same keys (the same network), so every rank gathers each key
+        means = {key: metric.compute().mean(0) for key, metric in sorted(self.batch_means.items())}
         for key, value in means.items():
             if value.dim() == 0:
-                pl_module.log(f"gates/{key}", value.item(), on_epoch=True)
+                pl_module.log(f"gates/{key}", value.item(), on_epoch=True, sync_dist=True)
+        if not trainer.is_global_zero:
+            return
         for logger in trainer.loggers:
             if isinstance(logger, TensorBoardLogger):
                 for key, value in means.items():

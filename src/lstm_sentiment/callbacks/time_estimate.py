@@ -12,10 +12,12 @@ import time
 
 import lightning.pytorch as pl
 
+from lstm_sentiment.errors import UserError
+
 log = logging.getLogger(__name__)
 
 
-class TrainingTooLong(ValueError):
+class TrainingTooLong(UserError):
     """The estimated training time is above ``max_hours``: the user must choose."""
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import errno
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -10,11 +12,25 @@ import numpy as np
 from torch.utils.data import DataLoader
 
 from lstm_sentiment.data.batching import BucketBatchSampler, PadCollate, ReviewDataset
-from lstm_sentiment.data.cache import CacheError, CacheSpec, build_cache, load_cache
+from lstm_sentiment.data.cache import (
+    CacheError,
+    CacheSpec,
+    EncodedSplit,
+    build_cache,
+    load_cache,
+    read_reports,
+    unknown_token_share,
+)
 from lstm_sentiment.data.encoder import TextEncoder
-from lstm_sentiment.data.files import find_review_file
+from lstm_sentiment.data.files import ReviewFileError, describe_data_dir, find_review_file
 from lstm_sentiment.data.text import TextPipeline
 from lstm_sentiment.data.vocab import Vocabulary
+
+log = logging.getLogger(__name__)
+
+# Above this share of unknown (_UNK) tokens in the training split, training is warned about: the
+# network then learns mostly from review lengths (the sample at the defaults: ~3%).
+MAX_UNKNOWN_SHARE = 0.25
 
 
 class ReviewDataModule(pl.LightningDataModule):
@@ -99,14 +115,32 @@ class ReviewDataModule(pl.LightningDataModule):
             sample_seed=self.split_seed,
         )
 
+    def log_data_used(self) -> None:
+        """Log the data folder (and why it is the one), the files, and for each file what was
+        read and skipped, with the first bad line numbers: also when nothing failed."""
+        train_path, test_path = self.review_files()
+        log.info("data folder: %s", describe_data_dir(self.data_dir))
+        folder = Path(self.cache_dir) / self.spec().key()
+        reports = read_reports(folder, {"train": str(train_path), "test": str(test_path)})
+        for skipped, line in reports.values():
+            log.log(logging.WARNING if skipped else logging.INFO, line)
+
     def prepare_data(self) -> None:
-        build_cache(
-            self.spec(),
-            self.cache_dir,
-            workers=self.preprocess_workers,
-            max_bad_fraction=self.max_bad_fraction,
-            progress=self.progress,
-        )
+        try:
+            build_cache(
+                self.spec(),
+                self.cache_dir,
+                workers=self.preprocess_workers,
+                max_bad_fraction=self.max_bad_fraction,
+                progress=self.progress,
+            )
+        except OSError as e:
+            if e.errno not in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
+                raise
+            raise ReviewFileError(
+                f"cannot write the token cache in {self.cache_dir} ({e.strerror}): free space "
+                "on its disk, or set paths.cache_dir to a folder on another disk"
+            ) from None
 
     def _load(self):
         folder = Path(self.cache_dir) / self.spec().key()
@@ -129,22 +163,65 @@ class ReviewDataModule(pl.LightningDataModule):
             return
         vocab, splits = self._load()
         self.encoder = self.encoder.with_vocab(vocab)
-        train, test = splits["train"], splits["test"]
+        self.datasets = self._split(splits["train"], splits["test"])
+
+    def _split(self, train: EncodedSplit, test: EncodedSplit) -> dict[str, ReviewDataset]:
         if self.val_source == "train":
             order = np.random.default_rng(self.split_seed).permutation(len(train))
             n_val = max(1, round(self.val_fraction * len(train)))
-            self.datasets = {
+            return {
                 "train": ReviewDataset(train, np.sort(order[n_val:])),
                 "val": ReviewDataset(train, np.sort(order[:n_val])),
                 "test": ReviewDataset(test),
             }
-        else:
-            half = len(test) // 2
-            self.datasets = {
-                "train": ReviewDataset(train),
-                "val": ReviewDataset(test, np.arange(half)),
-                "test": ReviewDataset(test, np.arange(half, len(test))),
-            }
+        half = len(test) // 2
+        return {
+            "train": ReviewDataset(train),
+            "val": ReviewDataset(test, np.arange(half)),
+            "test": ReviewDataset(test, np.arange(half, len(test))),
+        }
+
+    def check_trainable(self) -> None:
+        """Refuse data no classifier can be trained on, in one line saying what to change: a
+        vocabulary of ``_PAD`` and ``_UNK`` alone, a training split without both classes, no
+        validation review. Warn about a one-class validation or test split (its AUROC and F1
+        mean nothing) and about a training split mostly of unknown tokens."""
+        vocab, splits = self._load()
+        train_path, test_path = self.review_files()
+        datasets = self._split(splits["train"], splits["test"])
+        where = {"train": train_path, "val": train_path, "test": test_path}
+        if self.val_source == "test_half":
+            where["val"] = test_path
+        for name in ("train", "val", "test"):
+            labels = datasets[name].split.labels[datasets[name].indices]
+            classes = {int(c) for c in np.unique(labels)}
+            if len(classes) == 2:
+                continue
+            held = f"{len(labels)} reviews" + (
+                f" ({'positive' if 1 in classes else 'negative'} only)" if classes else ""
+            )
+            problem = f"the {name} split of {where[name]} holds {held}"
+            if name == "train" or not len(labels):
+                raise ReviewFileError(
+                    f"{problem}: a classifier needs reviews of both classes to train and some "
+                    f"to validate on (data.val_fraction={self.val_fraction}, "
+                    f"data.val_source={self.val_source}); use a larger review file"
+                )
+            log.warning("%s: its AUROC and F1 say nothing", problem)
+        if len(vocab) <= 2:
+            raise ReviewFileError(
+                f"{train_path}: no word occurs data.min_freq={self.min_freq} times, so the "
+                "vocabulary holds only _PAD and _UNK and every review reads as unknown words: "
+                "lower data.min_freq (or raise data.max_vocab_size)"
+            )
+        folder = Path(self.cache_dir) / self.spec().key()
+        share = unknown_token_share(folder, "train")
+        if share > MAX_UNKNOWN_SHARE:
+            log.warning(
+                "%.0f%% of the training tokens are unknown to the %d-word vocabulary "
+                "(data.min_freq=%s, data.max_vocab_size=%s): the network sees mostly _UNK",
+                100 * share, len(vocab), self.min_freq, self.max_vocab_size,
+            )  # fmt: skip
 
     def _loader(self, split: str, shuffle: bool) -> DataLoader:
         dataset = self.datasets[split]

@@ -35,6 +35,7 @@ from rich.progress import (
 )
 
 from lstm_sentiment.data.files import DOWNLOAD_DIR, FULL_SET_DIR, FULL_SET_FILES
+from lstm_sentiment.errors import UserError, user_errors_exit
 
 DEFAULT_URL = "https://s3.amazonaws.com/fast-ai-nlp/amazon_review_polarity_csv.tgz"
 # Whole-file sha256 and size published for exactly this URL by Hugging Face `datasets`
@@ -50,7 +51,7 @@ TIMEOUT_S = 60  # per socket operation, not for the whole (~650 MiB) transfer
 _HEX_LEN = {"md5": 32, "sha256": 64}
 
 
-class DownloadError(RuntimeError):
+class DownloadError(UserError):
     """A download, checksum or archive problem; the message is one line meant for the user."""
 
 
@@ -249,12 +250,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--force", action="store_true", help="download and unpack again")
     args = parser.parse_args(argv)
     try:
-        out = download_dataset(
-            args.dest, args.url, md5=args.md5, sha256=args.sha256, force=args.force
-        )
-    except (DownloadError, OSError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 1
+        with user_errors_exit():
+            out = download_dataset(
+                args.dest, args.url, md5=args.md5, sha256=args.sha256, force=args.force
+            )
     except KeyboardInterrupt:
         print("error: interrupted", file=sys.stderr)
         return 130

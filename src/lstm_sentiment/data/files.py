@@ -6,6 +6,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from lstm_sentiment.errors import UserError
+
 # src/lstm_sentiment/data/files.py -> the project root (an editable install keeps this true)
 PROJECT_ROOT = Path(__file__).resolve().parents[3]
 
@@ -30,7 +32,7 @@ HOW_TO_GET_DATA = (
 )
 
 
-class ReviewFileError(ValueError):
+class ReviewFileError(UserError):
     """A review file that cannot be used: missing, empty, corrupt, or too many bad lines."""
 
 
@@ -52,3 +54,17 @@ def find_review_file(data_dir: str | Path, split: str, name: str | None = None) 
     raise ReviewFileError(
         f"no review file {' or '.join(names)} in {folder.resolve()}. {HOW_TO_GET_DATA}"
     )
+
+
+def describe_data_dir(data_dir: str | Path) -> str:
+    """The folder and why it is the one read: what a run logs at its start."""
+    folder = Path(data_dir).resolve()
+    if os.environ.get(ENV_VAR) and folder == Path(os.environ[ENV_VAR]).resolve():
+        why = f"${ENV_VAR}"
+    elif folder == FULL_SET_DIR.resolve():
+        why = "the full set, downloaded by `make data`"
+    elif folder == SAMPLE_DIR.resolve():
+        why = "the 9,459/1,984-review sample shipped in data/sample; `make data` gets the full set"
+    else:
+        why = "data.data_dir"
+    return f"{folder} ({why})"

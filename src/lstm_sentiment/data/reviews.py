@@ -3,9 +3,10 @@
 - fastText (the Kaggle copy): ``__label__1 <title>: <text>`` per line (1 = negative, 2 = positive);
 - CSV (Xiang Zhang's original): ``"label","title","text"`` rows, labels "1"/"2".
 
-Plain, ``.bz2`` and ``.gz`` files are read as streams. A malformed record is skipped and counted;
-``ReadStats.check`` fails the read when too many were bad. Corrupt archives, missing and empty files
-raise ``ReviewFileError`` naming the file.
+Plain, ``.bz2`` and ``.gz`` files are read as streams; a UTF-8 byte-order mark at the start (as
+Windows tools write) is skipped. A malformed record is skipped and counted; ``ReadStats.report``
+says what was skipped (training logs it for every file), ``ReadStats.check`` fails the read when too
+many were bad. Corrupt archives, missing and empty files raise ``ReviewFileError`` naming the file.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ FASTTEXT_LABELS = {"__label__1": 0, "__label__2": 1}
 CSV_LABELS = {"1": 0, "2": 1}
 # Real reviews are under ~1,000 characters; a multi-megabyte "line" is a broken file, not a review.
 MAX_REVIEW_CHARS = 100_000
+BOM = b"\xef\xbb\xbf"  # the UTF-8 byte-order mark
 
 
 @dataclass
@@ -45,6 +47,14 @@ class ReadStats:
     def summary(self) -> str:
         shown = "; ".join(f"line {n}: {why}" for n, why in self.examples)
         return f"{self.path}: skipped {self.bad} of {self.records} records ({shown})"
+
+    def report(self) -> str:
+        """One line for the log, also when nothing was skipped."""
+        if not self.bad:
+            return f"{self.path}: {self.records:,} reviews, none skipped"
+        shown = "; ".join(f"line {n}: {why}" for n, why in self.examples)
+        kept = self.records - self.bad
+        return f"{self.path}: {kept:,} reviews; skipped {self.bad} of {self.records} ({shown})"
 
     def check(self, max_bad_fraction: float) -> None:
         """Raise when nothing was usable or the bad fraction is above the limit."""
@@ -70,14 +80,18 @@ def detect_format(path: str | Path, lines: bool = False) -> str:
 
 
 def open_binary(path: str | Path) -> io.BufferedIOBase:
+    """The file's bytes, decompressed, without a leading UTF-8 byte-order mark."""
     path = Path(path)
     if not path.is_file():
         raise ReviewFileError(f"{path}: no such file. {HOW_TO_GET_DATA}")
-    if path.suffix == ".bz2":
-        return bz2.open(path, "rb")
-    if path.suffix == ".gz":
-        return gzip.open(path, "rb")
-    return open(path, "rb")
+    opener = {".bz2": bz2.open, ".gz": gzip.open}.get(path.suffix, open)
+    f = opener(path, "rb")  # the caller closes it
+    try:
+        if f.peek(len(BOM)).startswith(BOM):
+            f.read(len(BOM))
+    except (EOFError, OSError, zlib.error):
+        pass  # a corrupt file: the read that follows reports it, naming the file
+    return f
 
 
 def read_reviews(
@@ -113,7 +127,7 @@ def _fasttext_records(f: io.BufferedIOBase, stats: ReadStats) -> Iterator[tuple[
         except UnicodeDecodeError as e:
             stats.add_bad(lineno, f"invalid UTF-8 at byte {e.start}")
             continue
-        label, _, text = line.strip().partition(" ")
+        label, text = (line.strip().split(None, 1) + [""])[:2]  # a space or tab after the label
         if not label.startswith("__label__"):
             stats.add_bad(lineno, "no __label__ prefix")
         elif label not in FASTTEXT_LABELS:
@@ -170,8 +184,11 @@ def _csv_records(f: io.BufferedIOBase, stats: ReadStats) -> Iterator[tuple[int, 
 
 def read_lines(stream: io.BufferedIOBase, name: str) -> Iterator[str]:
     """Each line, stripped: one review, or ``""`` for a blank line (predict keeps its place, so
-    output lines match input lines); a line that is not UTF-8 stops the read, naming it."""
+    output lines match input lines); a line that is not UTF-8 stops the read, naming it. A
+    byte-order mark starting the first line is dropped."""
     for lineno, raw in enumerate(stream, 1):
+        if lineno == 1:
+            raw = raw.removeprefix(BOM)
         try:
             yield raw.decode("utf-8").strip()
         except UnicodeDecodeError as e:

@@ -10,6 +10,8 @@ from __future__ import annotations
 import re
 from dataclasses import asdict, dataclass
 
+from lstm_sentiment.errors import UserError
+
 # nltk is imported where a tokenizer needs it: importing it pulls in scipy (1-3 s here), which
 # every tokenizing worker process would pay even for the default wordpunct tokenizer.
 
@@ -82,13 +84,17 @@ class TextPipeline:
         return self.tokenize(self.clean(text))
 
 
+class TokenizerDataMissing(UserError):
+    """A tokenizer whose NLTK data is not installed."""
+
+
 def require_punkt() -> None:
     import nltk
 
     try:
         nltk.data.find("tokenizers/punkt_tab/english/")
     except LookupError:
-        raise LookupError(PUNKT_HELP) from None
+        raise TokenizerDataMissing(PUNKT_HELP) from None
 
 
 def treebank_tokenize(text: str) -> list[str]:

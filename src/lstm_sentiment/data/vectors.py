@@ -15,9 +15,10 @@ import torch
 from torch import nn
 
 from lstm_sentiment.data.vocab import PAD_ID, Vocabulary
+from lstm_sentiment.errors import UserError
 
 
-class EmbeddingsError(ValueError):
+class EmbeddingsError(UserError):
     """A vector file that cannot initialize the embedding: missing, malformed, wrong size."""
 
 

@@ -12,6 +12,8 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from lightning.pytorch.strategies.launchers import _SubprocessScriptLauncher
 
+from lstm_sentiment.config import ConfigValueError
+
 RESULT_FILE = "metrics.json"
 
 
@@ -67,7 +69,7 @@ def check_one_process_per_trial(trainer: pl.Trainer) -> None:
         and isinstance(launcher, _SubprocessScriptLauncher)
         and not launcher.cluster_environment.creates_processes_externally
     ):
-        raise RuntimeError(
+        raise ConfigValueError(
             f"strategy {type(trainer.strategy).__name__} re-runs the command for each device, "
             "which a sweep cannot do: sweep on one device (trainer=gpu) or with "
             "trainer.strategy=ddp_spawn, and train the winner with trainer=ddp as a single run"
