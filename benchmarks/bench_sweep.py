@@ -29,7 +29,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks.run import ROOT, SAMPLE, load_average, table  # noqa: E402
+from benchmarks.run import ROOT, load_average, table  # noqa: E402
+from lstm_sentiment.data.files import SAMPLE_DIR  # noqa: E402
 
 GRID = ["model.net.hidden_size=64,128", "model.lr=0.001,0.003", "seed=1,2"]
 MODES = {
@@ -98,7 +99,7 @@ def warm_cache(args, work: Path, env: dict) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data-dir", type=Path, default=SAMPLE)
+    parser.add_argument("--data-dir", type=Path, default=SAMPLE_DIR)
     parser.add_argument(
         "--modes",
         nargs="+",

@@ -376,9 +376,11 @@ def peer_data(overrides: list[str], out_dir: str) -> dict:
         "fasttext_prepare_seconds": time.perf_counter() - start,
         "torch_threads": torch.get_num_threads(),
         "max_epochs": cfg.trainer.max_epochs,
+        # the network's settings (model.net) and the training's (lr, ...), flat
         "model": {
             k: v
-            for k, v in OmegaConf.to_container(cfg.model, resolve=True).items()
+            for node in (cfg.model.net, cfg.model)
+            for k, v in OmegaConf.to_container(node, resolve=True).items()
             if not isinstance(v, dict | list)
         },
     }

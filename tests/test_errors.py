@@ -18,7 +18,7 @@ from lstm_sentiment.data.vectors import EmbeddingsError
 from lstm_sentiment.errors import UserError, exit_on_user_error, user_errors_exit
 from lstm_sentiment.export import ExportError
 from lstm_sentiment.inference import CheckpointError, InferenceError, InputError
-from lstm_sentiment.train import TrainingDiverged
+from lstm_sentiment.models.sentiment_module import TrainingDiverged
 
 
 @pytest.mark.parametrize(

@@ -124,3 +124,20 @@ def test_resume_after_the_last_epoch_tests_and_records_all_metrics(train_cfg):
     assert {"test/acc", "test/f1"} <= set(written)  # tested now
     for key in ("val/acc_best", "train/loss_epoch", "train/acc"):  # carried by the checkpoint
         assert written[key] == metrics[key], key
+
+
+def test_a_resumed_run_keeps_its_best_validation_accuracy(train_cfg):
+    """val/acc_best is the best over every epoch of the run, those before the resume too: the
+    checkpoint carries it, and the resumed fit starts from it rather than from nothing."""
+    cfg = train_cfg("trainer.max_epochs=2", "test=false")
+    first, _ = train(cfg)
+    last = Path(cfg.paths.output_dir) / "checkpoints" / "last.ckpt"
+    ckpt = torch.load(last, weights_only=True)
+    states = [ckpt[k] for k in ("state_dict", "current_model_state") if k in ckpt]
+    assert all(float(st["val_acc_best.max_value"]) == first["val/acc_best"] for st in states[-1:])
+    # a best no epoch of this run can reach (accuracy <= 1): only a carried best gives it
+    for state in states:
+        state["val_acc_best.max_value"] = torch.tensor(1.5)
+    torch.save(ckpt, last)
+    resumed, _ = train(train_cfg("trainer.max_epochs=3", "ckpt_path=last", "test=false"))
+    assert resumed["val/acc_best"] == 1.5

@@ -31,7 +31,8 @@ from lstm_sentiment.data import cache
 from lstm_sentiment.data.reviews import ReadStats, ReviewFileError, read_reviews
 from lstm_sentiment.data.text import TokenizerDataMissing
 from lstm_sentiment.errors import UserError
-from lstm_sentiment.train import TrainingDiverged, train
+from lstm_sentiment.models.sentiment_module import TrainingDiverged
+from lstm_sentiment.train import train
 
 from helpers import compose_config, data_module, write_fasttext
 

@@ -29,7 +29,7 @@ from lstm_sentiment.data.datamodule import ReviewDataModule
 from lstm_sentiment.data.encoder import TextEncoder
 from lstm_sentiment.data.vectors import load_vectors
 from lstm_sentiment.data.vocab import Vocabulary
-from lstm_sentiment.errors import UserError, exit_on_user_error
+from lstm_sentiment.errors import exit_on_user_error
 from lstm_sentiment.inference import DATAMODULE_KEY, check_resume_checkpoint, load_checkpoint
 from lstm_sentiment.preflight import (
     check_accelerator,
@@ -56,11 +56,6 @@ from lstm_sentiment.records.trials import (
 )
 
 log = logging.getLogger(__name__)
-
-
-class TrainingDiverged(UserError):
-    """The loss became NaN or infinite (SentimentModule raises FloatingPointError naming the
-    step): the learning rate or clipping must change."""
 
 
 def train(cfg: DictConfig) -> tuple[dict[str, float], pl.Trainer | None]:
@@ -131,12 +126,9 @@ def train(cfg: DictConfig) -> tuple[dict[str, float], pl.Trainer | None]:
 
     metrics: dict[str, float] = {}
     if cfg.get("train", True):
-        try:
-            # from a checkpoint with nothing left to train, this only restores the callbacks'
-            # state (the best checkpoint, the metrics so far) for the test below
-            trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt)
-        except FloatingPointError as e:  # SentimentModule's check of the loss
-            raise TrainingDiverged(str(e)) from None
+        # from a checkpoint with nothing left to train, this only restores the callbacks' state
+        # (the best checkpoint, the metrics so far) for the test below
+        trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt)
         metrics = {**carried.restored, **{k: float(v) for k, v in trainer.callback_metrics.items()}}
 
     if cfg.get("test", True):

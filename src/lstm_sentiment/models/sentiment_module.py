@@ -9,9 +9,14 @@ from torchmetrics import MaxMetric, MeanMetric, MetricCollection
 from torchmetrics.classification import BinaryAccuracy, BinaryAUROC, BinaryF1Score
 
 from lstm_sentiment.config import Scheduler
+from lstm_sentiment.errors import UserError
 from lstm_sentiment.models.components.rnn_classifier import RNNClassifier
 
 SCHEDULERS = (None, *(s.value for s in Scheduler))
+
+
+class TrainingDiverged(UserError):
+    """The loss became NaN or infinite: the learning rate or clipping must change."""
 
 
 def stage_metrics(stage: str) -> MetricCollection:
@@ -57,6 +62,7 @@ class SentimentModule(pl.LightningModule):
         self.val_metrics, self.val_loss = stage_metrics("val"), MeanMetric()
         self.test_metrics, self.test_loss = stage_metrics("test"), MeanMetric()
         self.val_acc_best = MaxMetric()
+        self.val_acc_best.persistent(True)  # in the checkpoint: a resumed run keeps its best
 
     def forward(self, ids: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         """Logits [B] (apply ``sigmoid`` for the positive probability)."""
@@ -67,7 +73,7 @@ class SentimentModule(pl.LightningModule):
         logits = self(batch["ids"], batch["lengths"])
         loss = self.loss_fn(logits, batch["labels"])
         if not torch.isfinite(loss):
-            raise FloatingPointError(
+            raise TrainingDiverged(
                 f"{stage} loss is {loss.item()} at global step {self.global_step} "
                 f"(epoch {self.current_epoch}): lower model.lr, keep trainer.gradient_clip_val on"
             )
@@ -103,11 +109,9 @@ class SentimentModule(pl.LightningModule):
     def test_step(self, batch: dict[str, torch.Tensor], batch_idx: int):
         return self._eval_step(batch, "test")
 
-    def on_train_start(self) -> None:
-        # the sanity-check validation must not count as the best epoch
-        self.val_acc_best.reset()
-
     def on_validation_epoch_end(self) -> None:
+        if self.trainer.sanity_checking:  # a few batches before training: not an epoch
+            return
         self.val_acc_best(self.val_metrics["acc"].compute())
         self.log("val/acc_best", self.val_acc_best.compute(), sync_dist=True, prog_bar=True)
 

@@ -68,11 +68,17 @@ class KeepRunRecords(Callback):
     holds a record writes its own to ``resumes/<n>/.hydra``, so the first one's stays as it was.
 
     ``hydra.output_subdir=null`` (what Lightning gives the extra ranks of a ``trainer=ddp`` run)
-    means no record at all, and stays so.
+    means no record at all, and stays so. The other ranks of a run started by an outside
+    launcher (torchrun on each node, ``srun`` with several tasks) write none either: they start
+    beside rank 0, not after it, and the run's record is rank 0's.
     """
 
     def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
         if config.hydra.output_subdir is None:
+            return
+        if launcher_rank() != 0:
+            with read_write(config.hydra):
+                config.hydra.output_subdir = None
             return
         run = Path(config.hydra.run.dir)
         if not (run / RECORD / "config.yaml").is_file():
@@ -80,6 +86,12 @@ class KeepRunRecords(Callback):
         n = next(i for i in itertools.count(1) if not (run / RESUMES / str(i)).exists())
         with read_write(config.hydra):
             config.hydra.output_subdir = f"{RESUMES}/{n}/{RECORD}"
+
+
+def launcher_rank() -> int:
+    """This process's global rank as torchrun (``RANK``) or SLURM (``SLURM_PROCID``) set it;
+    0 when neither did."""
+    return int(os.environ.get("RANK") or os.environ.get("SLURM_PROCID") or 0)
 
 
 def log_run_start(cfg: DictConfig) -> None:
