@@ -6,6 +6,7 @@
     python -m benchmarks.run --rounds 3                       # median of 3 interleaved rounds
     python -m benchmarks.run --section accuracy --acc-seeds 8 --acc-jobs 2   # fixed vs bucketed
     python -m benchmarks.run --section ablation --ablation-jobs 2   # the default, step by step
+    python -m benchmarks.run --section full_cpu    # experiment=full_cpu on 3.6M/400k reviews
 
 The peer section sets our default training run (``python -m lstm_sentiment.train seed=S``, the
 default config whatever it is, one run at a time: ``--peer-jobs N`` runs N at once, but then a wall
@@ -531,9 +532,14 @@ def peer_section(args, work: Path) -> str:
 # every step after k undone: the first row is the previous default, each row adds one change to
 # the row above, and the last row is `make train` itself.
 ABLATION: list[tuple[str, list[str]]] = [
-    ("previous default: the last state, batch 32, max_len 120, 5 epochs",
-     ["data.batch_size=32", "data.max_len=120", "trainer.max_epochs=5", "model.lr=0.003"]),
+    ("previous default: the last state, no word or embedding dropout, batch 32, Adam 3e-3, "
+     "max_len 120, 5 epochs, no weight average", []),
     ("max pooling over all states", ["model.net.pooling=last"]),
+    ("embedding dropout 0.25, word dropout 0.1",
+     ["model.net.embedding_dropout=0", "model.net.word_dropout=0"]),
+    ("batch 64, Adam 2e-3", ["data.batch_size=32", "model.lr=0.003"]),
+    ("max_len 400, up to 8 epochs", ["data.max_len=120", "trainer.max_epochs=5"]),
+    ("validate and keep an EMA of the weights (decay 0.998)", ["callbacks.ema=null"]),
 ]  # fmt: skip
 
 
@@ -589,11 +595,77 @@ def ablation_section(args, work: Path) -> str:
     return table(header, rows) + "\n\n" + "\n".join(notes)
 
 
+# ---------------------------------------------------------------------------------------------
+# 6. the full set on a CPU: experiment=full_cpu, timed end to end
+
+
+def full_cpu_section(args, work: Path) -> str:
+    """``experiment=full_cpu`` on a full-size data folder: ``--full-data-dir`` (the real set, after
+    ``make data``), else train and test files resampled from ``--data-dir`` to the full set's
+    3.6M / 400k reviews (same lengths and words as the real reviews, so the same time)."""
+    if args.full_data_dir:
+        data_dir, what = args.full_data_dir.resolve(), f"the data in {args.full_data_dir}"
+    else:
+        data_dir = work / "full"
+        data_dir.mkdir()
+        train_n, test_n = args.full_sizes
+        resample(find_review_file(args.data_dir, "train"), data_dir / "train.ft.txt", train_n, 1)
+        resample(find_review_file(args.data_dir, "test"), data_dir / "test.ft.txt", test_n, 2)
+        what = f"{train_n:,} train / {test_n:,} test reviews drawn with replacement from "
+        what += f"{args.data_dir} (accuracy on them says nothing: they repeat the sample)"
+    load_before = load_average()
+    overrides = [
+        "experiment=full_cpu",
+        f"data.data_dir={data_dir}",
+        f"paths.cache_dir={work / 'cache'}",
+    ]
+    run = train_default(overrides, 42, work / "full-run")
+    log = (work / "full-run" / "train.log").read_text()
+    stamps = {
+        phase: _log_time(log, pattern)
+        for phase, pattern in [
+            ("start", "run folder:"),
+            ("fit", "training starts"),
+            ("test", "best checkpoint:"),
+        ]
+    }
+    rows = [[
+        "`python -m lstm_sentiment.train experiment=full_cpu`",
+        f"{run['seconds'] / 60:.1f} min",
+        _span(stamps, "start", "fit"), _span(stamps, "fit", "test"), _span(stamps, "test", "end"),
+        f"{100 * run['val_acc']:.2f}", f"{100 * run['test_acc']:.2f}",
+    ]]  # fmt: skip
+    header = ["command", "wall time", "reading + tokenizing", "training (2 epochs + validation)",
+              "test", "val acc %", "test acc %"]  # fmt: skip
+    notes = [
+        f"Data: {what}. Seed 42, torch's default threads (the cores); a token cache of its own, "
+        f"built in the run (counted). {load_before} at the start, {load_average()} at the end."
+    ]
+    return table(header, rows) + "\n\n" + "\n".join(notes)
+
+
+def _log_time(log: str, pattern: str) -> float | None:
+    """The time of the first log line holding ``pattern`` (Hydra's ``[%Y-%m-%d %H:%M:%S,ms]``)."""
+    import datetime
+
+    for line in log.splitlines():
+        if pattern in line and line.startswith("["):
+            stamp = line[1 : line.index("]")]
+            return datetime.datetime.strptime(stamp, "%Y-%m-%d %H:%M:%S,%f").timestamp()
+    return None
+
+
+def _span(stamps: dict, start: str, end: str) -> str:
+    if stamps[start] is None or stamps[end] is None:
+        return "?"
+    return f"{(stamps[end] - stamps[start]) / 60:.1f} min"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
         "--section",
-        choices=["preprocess", "train", "accuracy", "scale", "peer", "ablation", "all"],
+        choices=["preprocess", "train", "accuracy", "scale", "peer", "ablation", "full_cpu", "all"],
         default="all",
     )
     parser.add_argument("--data-dir", type=Path, default=SAMPLE_DIR)
@@ -660,6 +732,13 @@ def main() -> None:
     parser.add_argument(
         "--ablation-overrides", default="", help="Hydra overrides for every ablation run (tests)"
     )
+    parser.add_argument(
+        "--full-data-dir", type=Path, default=None, help="full_cpu: the real full set (make data)"
+    )
+    parser.add_argument(
+        "--full-sizes", type=int, nargs=2, default=[3_600_000, 400_000],
+        help="full_cpu without --full-data-dir: train and test reviews to resample",
+    )  # fmt: skip
     parser.add_argument("--work-dir", type=Path, default=None, help="for inputs and caches (tmp)")
     args = parser.parse_args()
     sections = {
@@ -669,6 +748,7 @@ def main() -> None:
         "scale": scale_section,
         "peer": peer_section,
         "ablation": ablation_section,
+        "full_cpu": full_cpu_section,
     }
     # "train" holds the accuracy table with --acc-seeds; "peer" runs on its own (5 default
     # training runs: most of an hour)
@@ -680,6 +760,8 @@ def main() -> None:
         "accuracy": "2b. Test accuracy: fixed 200 vs bucketed, more seeds and epochs",
         "scale": "3. Scale: our cold preprocessing and warm load",
         "peer": "4. The peer: fastText with word bigrams vs our default `make train`",
+        "ablation": "5. Ablation: from the previous default to `make train`, one change at a time",
+        "full_cpu": "6. The full set on 2 CPU cores: experiment=full_cpu",
     }
     with tempfile.TemporaryDirectory(dir=args.work_dir, prefix="bench-") as tmp:
         for name in chosen:

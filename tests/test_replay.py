@@ -1,4 +1,4 @@
-"""Replay the README's "Failure behaviour" rows 1, 2, 5 and 10 end to end through the CLIs, as a
+"""Replay rows 1-5 and 10 of docs/failures.md (issue 14's table) end to end through the CLIs, as a
 user would type them, and check that no input, checkpoint or run record was lost.
 
 Run it as a script (it prints what each command did) or as a slow test:
@@ -179,6 +179,30 @@ def replay(workdir: Path) -> list[Step]:
     # nothing of the training run was changed by any of it
     steps.append(Step("all", "the run folder (.hydra/, metrics.json, checkpoints/)", 0, "",
                       digests(run_dir) == record))  # fmt: skip
+
+    # rows 3 and 4, last (a resume adds its own record to the run folder): the README's resume
+    # command on the finished run, which was trained with overrides (sizes 16, one direction)
+    record_files = [".hydra/config.yaml", ".hydra/overrides.yaml", "metrics.json"]
+    kept_record = {name: (run_dir / name).read_bytes() for name in record_files}
+
+    def record_kept() -> bool:
+        return all((run_dir / name).read_bytes() == kept_record[name] for name in record_files)
+
+    resume = [f"hydra.run.dir={run_dir.relative_to(workdir)}", "ckpt_path=last"]
+    result = run(workdir, "train", *resume)
+    said = b"nothing left to train" in result.stdout + result.stderr
+    step("3", "train hydra.run.dir=<finished run> ckpt_path=last", result,
+         result.returncode == 0 and said and record_kept())  # fmt: skip
+
+    result = run(workdir, "train", *resume, "trainer.max_epochs=3")
+    resumed = json.loads((run_dir / "resumes" / "2" / "metrics.json").read_text())
+    step("4", "train hydra.run.dir=<run trained with overrides> ckpt_path=last "
+         "trainer.max_epochs=3", result,
+         result.returncode == 0 and record_kept() and "test/acc" in resumed["metrics"])  # fmt: skip
+
+    result = run(workdir, "train", *resume, "trainer.max_epochs=4", "model.net.hidden_size=32")
+    refused = result.returncode == 1 and b"model.net.hidden_size=32 differs" in result.stderr
+    step("4", "... ckpt_path=last model.net.hidden_size=32", result, refused and record_kept())
     return steps
 
 

@@ -128,6 +128,7 @@ def train(cfg: DictConfig) -> tuple[dict[str, float], pl.Trainer | None]:
     if cfg.get("train", True):
         # from a checkpoint with nothing left to train, this only restores the callbacks' state
         # (the best checkpoint, the metrics so far) for the test below
+        log.info("training starts: %d-word vocabulary", datamodule.vocab_size)
         trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt)
         metrics = {**carried.restored, **{k: float(v) for k, v in trainer.callback_metrics.items()}}
 
