@@ -627,6 +627,7 @@ def full_cpu_section(args, work: Path) -> str:
             ("start", "run folder:"),
             ("fit", "training starts"),
             ("test", "best checkpoint:"),
+            ("end", "metrics, in"),
         ]
     }
     rows = [[
@@ -656,9 +657,10 @@ def _log_time(log: str, pattern: str) -> float | None:
 
 
 def _span(stamps: dict, start: str, end: str) -> str:
-    if stamps[start] is None or stamps[end] is None:
+    if stamps.get(start) is None or stamps.get(end) is None:
         return "?"
-    return f"{(stamps[end] - stamps[start]) / 60:.1f} min"
+    seconds = stamps[end] - stamps[start]
+    return f"{seconds:.0f} s" if seconds < 90 else f"{seconds / 60:.1f} min"
 
 
 def main() -> None:

@@ -6,6 +6,7 @@ Resume a run from its folder: ``hydra.run.dir=<run> ckpt_path=last`` (records/ru
 from __future__ import annotations
 
 import logging
+import warnings
 from pathlib import Path
 
 import hydra
@@ -180,9 +181,22 @@ def optimized_value(metrics: dict[str, float], name: str | None) -> float | None
     return metrics[name]
 
 
+class _DropAdverts(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "litlogger" not in record.getMessage()
+
+
+def quiet_library_noise() -> None:
+    """Lines that say nothing about the run: Lightning's advert for its cloud logger and a
+    deprecation inside Lightning itself (lightning 2.6 calling torch 2.13's pytree)."""
+    logging.getLogger("lightning.pytorch.utilities.rank_zero").addFilter(_DropAdverts())
+    warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)")
+
+
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="train")
 def main(cfg: DictConfig) -> float | None:
     logging.captureWarnings(True)  # warnings go to the log, so train.log holds them too
+    quiet_library_noise()
     try:
         metrics, _ = train(cfg)
     except Exception as e:
