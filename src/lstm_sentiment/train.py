@@ -31,6 +31,7 @@ from lstm_sentiment.data.encoder import TextEncoder
 from lstm_sentiment.data.vectors import load_vectors
 from lstm_sentiment.data.vocab import Vocabulary
 from lstm_sentiment.errors import exit_on_user_error
+from lstm_sentiment.gpu_slots import gpu_slot
 from lstm_sentiment.inference import DATAMODULE_KEY, check_resume_checkpoint, load_checkpoint
 from lstm_sentiment.preflight import (
     check_accelerator,
@@ -198,7 +199,8 @@ def main(cfg: DictConfig) -> float | None:
     logging.captureWarnings(True)  # warnings go to the log, so train.log holds them too
     quiet_library_noise()
     try:
-        metrics, _ = train(cfg)
+        with gpu_slot(cfg):  # a local parallel sweep's trial on a GPU of its own
+            metrics, _ = train(cfg)
     except Exception as e:
         if HydraConfig.get().mode != RunMode.MULTIRUN:
             exit_on_user_error(e)
