@@ -626,7 +626,7 @@ def full_cpu_section(args, work: Path) -> str:
         for phase, pattern in [
             ("start", "run folder:"),
             ("fit", "training starts"),
-            ("test", "best checkpoint:"),
+            ("test", "testing "),
             ("end", "metrics, in"),
         ]
     }

@@ -138,6 +138,7 @@ def train(cfg: DictConfig) -> tuple[dict[str, float], pl.Trainer | None]:
         best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
         if not best:
             log.warning("no best checkpoint (no checkpoint callback?): testing the last weights")
+        log.info("testing %s", best or "the last weights")
         trainer.test(model, datamodule=datamodule, ckpt_path=best or None)
         metrics.update({k: float(v) for k, v in trainer.callback_metrics.items()})
         log.info("best checkpoint: %s", best)
