@@ -618,6 +618,7 @@ def full_cpu_section(args, work: Path) -> str:
         "experiment=full_cpu",
         f"data.data_dir={data_dir}",
         f"paths.cache_dir={work / 'cache'}",
+        *(extra := shlex.split(args.full_overrides)),  # e.g. trainer=gpu, on a GPU machine
     ]
     run = train_default(overrides, 42, work / "full-run")
     log = (work / "full-run" / "train.log").read_text()
@@ -631,7 +632,7 @@ def full_cpu_section(args, work: Path) -> str:
         ]
     }
     rows = [[
-        "`python -m lstm_sentiment.train experiment=full_cpu`",
+        f"`python -m lstm_sentiment.train {shlex.join(['experiment=full_cpu', *extra])}`",
         f"{run['seconds'] / 60:.1f} min",
         _span(stamps, "start", "fit"), _span(stamps, "fit", "test"), _span(stamps, "test", "end"),
         f"{100 * run['val_acc']:.2f}", f"{100 * run['test_acc']:.2f}",
@@ -741,6 +742,9 @@ def main() -> None:
         "--full-sizes", type=int, nargs=2, default=[3_600_000, 400_000],
         help="full_cpu without --full-data-dir: train and test reviews to resample",
     )  # fmt: skip
+    parser.add_argument(
+        "--full-overrides", default="", help="full_cpu: Hydra overrides, e.g. 'trainer=gpu'"
+    )
     parser.add_argument("--work-dir", type=Path, default=None, help="for inputs and caches (tmp)")
     args = parser.parse_args()
     sections = {

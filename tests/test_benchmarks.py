@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from benchmarks.run import ABLATION
 from benchmarks.tasks import fasttext_line, peer_data
 from lstm_sentiment.config import build
 
@@ -151,3 +152,33 @@ def test_peer_section_sets_fasttext_beside_our_default_runs(bz2_data_dir, tmp_pa
         assert number(wall) > 0, name
     assert "Seed 1 trained twice: identical predictions on all 200 test reviews" in out
     assert "max_epochs 1; model: " in out and "hidden_size=8," in out
+
+
+@pytest.mark.slow
+def test_ablation_section_adds_one_change_a_row(bz2_data_dir, tmp_path):
+    overrides = "model.net.hidden_size=8 model.net.embedding_dim=8 data.preprocess_workers=1"
+    args = ["--section", "ablation", "--ablation-seeds", "2", "--ablation-overrides", overrides]
+    out = bench(bz2_data_dir, tmp_path, *args, "--ablation-jobs", "2")
+    rows = table_rows(out, "change (cumulative)")
+    assert len(rows) == len(ABLATION)
+    undone = [cells[0] for cells in rows.values()]
+    assert undone[-1] == "(none: `make train`)"  # the last row is the default itself
+    for k in range(len(undone) - 1):  # each row undoes one change fewer than the row above
+        assert undone[k].endswith(undone[k + 1]) or undone[k + 1].startswith("(none")
+    for cells in rows.values():
+        val, test, per_seed = cells[1], cells[2], cells[3]
+        tests = [float(x) for x in per_seed.split()]
+        assert len(tests) == 2 and number(test) == pytest.approx(statistics.mean(tests), abs=0.006)
+        assert 0 <= number(val) <= 100
+
+
+@pytest.mark.slow
+def test_full_cpu_section_times_experiment_full_cpu(bz2_data_dir, tmp_path):
+    overrides = "model.net.hidden_size=8 model.net.embedding_dim=8 data.preprocess_workers=1"
+    args = ["--section", "full_cpu", "--full-sizes", "800", "200", "--full-overrides", overrides]
+    out = bench(bz2_data_dir, tmp_path, *args)
+    ((command, cells),) = table_rows(out, "command").items()
+    assert command == f"`python -m lstm_sentiment.train experiment=full_cpu {overrides}`"
+    wall, reading, training, test = cells[:4]
+    assert number(wall) > 0 and "?" not in (reading, training, test)
+    assert "800 train / 200 test reviews drawn with replacement" in out
