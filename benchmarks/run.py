@@ -614,11 +614,12 @@ def full_cpu_section(args, work: Path) -> str:
         what = f"{train_n:,} train / {test_n:,} test reviews drawn with replacement from "
         what += f"{args.data_dir} (accuracy on them says nothing: they repeat the sample)"
     load_before = load_average()
+    extra = shlex.split(args.full_overrides)  # e.g. trainer=gpu, on a GPU machine
     overrides = [
         "experiment=full_cpu",
         f"data.data_dir={data_dir}",
         f"paths.cache_dir={work / 'cache'}",
-        *(extra := shlex.split(args.full_overrides)),  # e.g. trainer=gpu, on a GPU machine
+        *extra,
     ]
     run = train_default(overrides, 42, work / "full-run")
     log = (work / "full-run" / "train.log").read_text()
