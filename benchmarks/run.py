@@ -1,12 +1,13 @@
 """`make bench`: preprocessing, training speed, scale, and our default beside fastText, as tables.
 
-    python -m benchmarks.run                    # preprocess, train, scale, peer: ~25 min on 2 cores
+    python -m benchmarks.run              # preprocess, train, scale, peer, gpu_estimate: ~25 min
     python -m benchmarks.run --section preprocess             # or train, scale, peer
     python -m benchmarks.run --section scale --scale-sizes 100000 400000 3600000   # the full set
     python -m benchmarks.run --rounds 3                       # median of 3 interleaved rounds
     python -m benchmarks.run --section accuracy --acc-seeds 8 --acc-jobs 2   # fixed vs bucketed
     python -m benchmarks.run --section ablation --ablation-jobs 2   # the default, step by step
     python -m benchmarks.run --section full_cpu    # experiment=full_cpu on 3.6M/400k reviews
+    python -m benchmarks.run --section gpu_estimate   # the README's runs on one GPU, estimated
 
 The peer section sets our default training run (``python -m lstm_sentiment.train seed=S``, the
 default config whatever it is, one run at a time: ``--peer-jobs N`` runs N at once, but then a wall
@@ -43,8 +44,9 @@ from pathlib import Path
 
 import numpy as np
 
+from benchmarks import gpu_estimate
 from benchmarks.measure import MB, ROOT, measured
-from lstm_sentiment.data.files import SAMPLE_DIR, find_review_file
+from lstm_sentiment.data.files import FULL_SET_SIZES, SAMPLE_DIR, find_review_file
 
 MODEL = {"embedding_dim": 64, "hidden_size": 128, "num_layers": 1, "dropout": 0.3, "lr": 3e-3}
 
@@ -666,10 +668,20 @@ def _span(stamps: dict, start: str, end: str) -> str:
 
 
 def main() -> None:
+    sections = {
+        "preprocess": preprocess_section,
+        "train": train_section,
+        "accuracy": accuracy_section,
+        "scale": scale_section,
+        "peer": peer_section,
+        "ablation": ablation_section,
+        "full_cpu": full_cpu_section,
+        "gpu_estimate": lambda args, work: gpu_estimate.section(args.data_dir, work),
+    }
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
         "--section",
-        choices=["preprocess", "train", "accuracy", "scale", "peer", "ablation", "full_cpu", "all"],
+        choices=[*sections, "all"],
         default="all",
     )
     parser.add_argument("--data-dir", type=Path, default=SAMPLE_DIR)
@@ -740,7 +752,7 @@ def main() -> None:
         "--full-data-dir", type=Path, default=None, help="full_cpu: the real full set (make data)"
     )
     parser.add_argument(
-        "--full-sizes", type=int, nargs=2, default=[3_600_000, 400_000],
+        "--full-sizes", type=int, nargs=2, default=[FULL_SET_SIZES[s] for s in ("train", "test")],
         help="full_cpu without --full-data-dir: train and test reviews to resample",
     )  # fmt: skip
     parser.add_argument(
@@ -748,18 +760,9 @@ def main() -> None:
     )
     parser.add_argument("--work-dir", type=Path, default=None, help="for inputs and caches (tmp)")
     args = parser.parse_args()
-    sections = {
-        "preprocess": preprocess_section,
-        "train": train_section,
-        "accuracy": accuracy_section,
-        "scale": scale_section,
-        "peer": peer_section,
-        "ablation": ablation_section,
-        "full_cpu": full_cpu_section,
-    }
     # "train" holds the accuracy table with --acc-seeds; "peer" runs on its own (5 default
     # training runs: most of an hour)
-    every = ["preprocess", "train", "scale", "peer"]
+    every = ["preprocess", "train", "scale", "peer", "gpu_estimate"]
     chosen = every if args.section == "all" else [args.section]
     titles = {
         "preprocess": "1. Preprocessing: reference recipe vs ours",
@@ -769,6 +772,7 @@ def main() -> None:
         "peer": "4. The peer: fastText with word bigrams vs our default `make train`",
         "ablation": "5. Ablation: from the previous default to `make train`, one change at a time",
         "full_cpu": "6. The full set on 2 CPU cores: experiment=full_cpu",
+        "gpu_estimate": "7. One GPU, estimated: the README's runs at DeepBench's V100 LSTM times",
     }
     with tempfile.TemporaryDirectory(dir=args.work_dir, prefix="bench-") as tmp:
         for name in chosen:

@@ -182,3 +182,45 @@ def test_full_cpu_section_times_experiment_full_cpu(bz2_data_dir, tmp_path):
     wall, reading, training, test = cells[:4]
     assert number(wall) > 0 and "?" not in (reading, training, test)
     assert "800 train / 200 test reviews drawn with replacement" in out
+
+
+def test_gpu_estimate_fit_reproduces_deepbench_rows():
+    """The LSTM time-step model behind the README's GPU column stays within 25% of every
+    DeepBench V100 row it was fitted to, and evaluation (forward alone) costs less."""
+    from benchmarks.gpu_estimate import DEEPBENCH_V100_LSTM, fit_step_ms, step_ms
+
+    fits = {training: fit_step_ms(training)[0] for training in (True, False)}
+    for hidden, batch, steps, forward, back_inputs, back_weights in DEEPBENCH_V100_LSTM:
+        both = (forward + back_inputs + back_weights) / steps
+        assert step_ms(fits[True], hidden, batch) == pytest.approx(both, rel=0.25)
+        assert step_ms(fits[False], hidden, batch) == pytest.approx(forward / steps, rel=0.25)
+        assert step_ms(fits[False], hidden, batch) < step_ms(fits[True], hidden, batch)
+
+
+def test_gpu_estimate_section_prices_each_readme_run(bz2_data_dir, tmp_path):
+    from benchmarks.gpu_estimate import RUNS
+    from lstm_sentiment.config import yaml_settings
+    from lstm_sentiment.data.files import FULL_SET_SIZES
+
+    rows = table_rows(bench(bz2_data_dir, tmp_path, "--section", "gpu_estimate"), "run")
+    assert list(rows) == list(RUNS)
+
+    def minutes(cell: str) -> float:
+        value, unit = cell.strip("*").split()
+        return float(value) * {"s": 1 / 60, "min": 1, "h": 60}[unit]
+
+    full_cpu = yaml_settings("experiment/full_cpu")["data"]
+    held = round(full_cpu["max_train_reviews"] * full_cpu["val_fraction"])
+    sizes = f"{full_cpu['max_train_reviews'] - held:,} / {held:,} / {FULL_SET_SIZES['test']:,}"
+    assert rows["experiment=full_cpu (after make data)"][0].startswith(sizes + ", ")
+    batches = {name: yaml_settings("data/amazon_polarity")["batch_size"] for name in RUNS}
+    batches[next(n for n in RUNS if "reference" in n)] = yaml_settings("experiment/reference")[
+        "data"
+    ]["batch_size"]
+    for name, cells in rows.items():
+        sizes, epochs = cells[0].rsplit(", ", 1)
+        train = number(sizes.split(" / ")[0])
+        assert number(cells[1]) == number(epochs) * -(-train // batches[name])  # training batches
+        assert number(cells[1].split(" x ")[1]) > 0  # a measured width
+    estimates = [minutes(cells[-1]) for cells in rows.values()]
+    assert 0 < estimates[0] < estimates[1] < estimates[2]  # sample < 200,000 reviews < all

@@ -23,6 +23,7 @@ ENV_VAR = "REVIEWS_DIR"
 DOWNLOAD_DIR = PROJECT_ROOT / "data"
 FULL_SET_DIR = DOWNLOAD_DIR / "amazon_review_polarity_csv"
 FULL_SET_FILES = ("train.csv", "test.csv")
+FULL_SET_SIZES = {"train": 3_600_000, "test": 400_000}  # reviews per file
 # the real 9,459 / 1,984 review sample the repository ships (data/sample/README.md)
 SAMPLE_DIR = PROJECT_ROOT / "data" / "sample"
 
