@@ -34,7 +34,7 @@ from pathlib import Path
 
 import numpy as np
 
-from lstm_sentiment.data.files import FULL_SET_SIZES, NAMES, find_review_file
+from lstm_sentiment.data.files import FULL_SET_SIZES, find_review_file
 
 # DeepBench (github.com/baidu-research/DeepBench, results/train/DeepBench_NV_V100.xlsx at commit
 # 30c5115, sheet "Results FP32", "Recurrent Layers - LSTM"): hidden units, batch, time steps, ms
@@ -140,7 +140,8 @@ def tokenize_rate(overrides: list[str], work: str, data_dir: Path) -> float:
     folder.mkdir()
     for split, n in (("train", RATE_REVIEWS), ("test", RATE_REVIEWS // 10)):
         source = find_review_file(data_dir, split)
-        resample(source, folder / NAMES[split][1], n, seed=0)  # plain text, same format
+        plain = source.name.removesuffix(".bz2").removesuffix(".gz")  # resample writes plain text
+        resample(source, folder / plain, n, seed=0)
     cfg, _ = compose(overrides, str(folder / "cache"), data_dir=folder)
     dm = build(cfg.data)
     start = time.perf_counter()
@@ -193,13 +194,8 @@ def estimate(name: str, fits: dict, work: str, data_dir: Path) -> dict:
     vocab = dm.vocab_size
 
     if name != ON_SAMPLE:  # the full set's sizes, split as the run's config splits them
-        total = run_limit or FULL_SET_SIZES["train"]
-        test = FULL_SET_SIZES["test"]
-        if data.val_source == "train":
-            held = round(total * data.val_fraction)
-            sizes = {"train": total - held, "val": held, "test": test}
-        else:  # test_half
-            sizes = {"train": total, "val": test // 2, "test": test - test // 2}
+        total, test = run_limit or FULL_SET_SIZES["train"], FULL_SET_SIZES["test"]
+        sizes = dm.split_sizes(total, test)
         k, beta = vocabulary_growth(dm, data.min_freq)
         full_vocab = round(k * sizes["train"] ** beta)
         if data.max_vocab_size:
@@ -237,7 +233,7 @@ def duration(seconds: float) -> str:
     return f"{seconds / 60:.1f} min" if seconds < 7200 else f"{seconds / 3600:.1f} h"
 
 
-def report(rows: list[dict], fits: dict) -> str:
+def report(rows: list[dict], fit_errors: dict[bool, float]) -> str:
     lines = [
         "| run | reviews train / val / test, epochs | training batches: width, ms each "
         "(LSTM + Python side + parameter traffic) | evaluation batches: width, ms each "
@@ -258,8 +254,8 @@ def report(rows: list[dict], fits: dict) -> str:
         f"{r['name']}: vocabulary {r['vocab']:,}, {r['params'] / 1e6:.1f}M parameters" for r in rows
     ]
     fit = (
-        f"LSTM time step fit to DeepBench's V100 rows: largest error {fits['error'][True]:.0%} "
-        f"(forward + backward), {fits['error'][False]:.0%} (forward)."
+        f"LSTM time step fit to DeepBench's V100 rows: largest error {fit_errors[True]:.0%} "
+        f"(forward + backward), {fit_errors[False]:.0%} (forward)."
     )
     return "\n".join(lines) + "\n\n" + "; ".join(notes) + ".\n" + fit
 
@@ -274,4 +270,4 @@ def section(data_dir: Path, work: Path) -> str:
         folder = work / f"gpu-estimate-{len(rows)}"
         folder.mkdir()
         rows.append(estimate(name, fits, str(folder), data_dir))
-    return report(rows, {**fits, "error": errors})
+    return report(rows, errors)

@@ -165,20 +165,27 @@ class ReviewDataModule(pl.LightningDataModule):
         self.encoder = self.encoder.with_vocab(vocab)
         self.datasets = self._split(splits["train"], splits["test"])
 
+    def split_sizes(self, train_reviews: int, test_reviews: int) -> dict[str, int]:
+        """How many reviews each split gets from review files of these sizes."""
+        if self.val_source == "train":
+            held = max(1, round(self.val_fraction * train_reviews))
+            return {"train": train_reviews - held, "val": held, "test": test_reviews}
+        half = test_reviews // 2
+        return {"train": train_reviews, "val": half, "test": test_reviews - half}
+
     def _split(self, train: EncodedSplit, test: EncodedSplit) -> dict[str, ReviewDataset]:
+        n_val = self.split_sizes(len(train), len(test))["val"]
         if self.val_source == "train":
             order = np.random.default_rng(self.split_seed).permutation(len(train))
-            n_val = max(1, round(self.val_fraction * len(train)))
             return {
                 "train": ReviewDataset(train, np.sort(order[n_val:])),
                 "val": ReviewDataset(train, np.sort(order[:n_val])),
                 "test": ReviewDataset(test),
             }
-        half = len(test) // 2
         return {
             "train": ReviewDataset(train),
-            "val": ReviewDataset(test, np.arange(half)),
-            "test": ReviewDataset(test, np.arange(half, len(test))),
+            "val": ReviewDataset(test, np.arange(n_val)),
+            "test": ReviewDataset(test, np.arange(n_val, len(test))),
         }
 
     def check_trainable(self) -> None:
