@@ -552,12 +552,16 @@ def ablation_section(args, work: Path) -> str:
     common = [f"data.data_dir={args.data_dir.resolve()}", f"paths.cache_dir={work / 'cache'}"]
     common += shlex.split(args.ablation_overrides)
     seeds = list(range(args.ablation_seeds))
-    rows_overrides = []
-    for k, (change, _) in enumerate(ABLATION):
-        undo = [o for _, later in ABLATION[k + 1 :] for o in later]
-        rows_overrides.append(((change if k == 0 else f"+ {change}"), undo))
+    chosen = args.ablation_rows or list(range(1, len(ABLATION) + 1))
+    if not set(chosen) <= set(range(1, len(ABLATION) + 1)):
+        raise SystemExit(f"--ablation-rows: rows are 1..{len(ABLATION)}, got {chosen}")
+    rows_overrides = {}
+    for k in chosen:
+        change = ABLATION[k - 1][0]
+        undo = [o for _, later in ABLATION[k:] for o in later]
+        rows_overrides[k] = ((change if k == 1 else f"+ {change}"), undo)
 
-    jobs = [(row, seed) for row in range(len(rows_overrides)) for seed in seeds]
+    jobs = [(row, seed) for row in rows_overrides for seed in seeds]
 
     def run(job: tuple[int, int]) -> dict:
         row, seed = job
@@ -574,15 +578,16 @@ def ablation_section(args, work: Path) -> str:
         return f"{statistics.mean(values):.2f} ± {statistics.stdev(values):.2f}"
 
     rows = []
-    for row, (name, undo) in enumerate(rows_overrides):
+    for row, (name, undo) in rows_overrides.items():
         runs = [results[row, seed] for seed in seeds]
-        tests = [100 * r["test_acc"] for r in runs]
+        vals, tests = ([100 * r[key] for r in runs] for key in ("val_acc", "test_acc"))
         rows.append([name, " ".join(f"`{o}`" for o in undo) or "(none: `make train`)",
-                     spread([100 * r["val_acc"] for r in runs]), spread(tests),
+                     spread(vals), spread(tests), " ".join(f"{v:.2f}" for v in vals),
                      " ".join(f"{t:.2f}" for t in tests),
                      wall([r["seconds"] for r in runs])])  # fmt: skip
+    span = f"({seeds[0]}..{seeds[-1]})"
     header = ["change (cumulative)", "overrides on the default", "val acc % (best epoch)",
-              "test acc %", f"test, per seed ({seeds[0]}..{seeds[-1]})",
+              "test acc %", f"val, per seed {span}", f"test, per seed {span}",
               "wall time per run"]  # fmt: skip
     notes = [
         f"Each cell: mean ± sd over seeds {seeds[0]}..{seeds[-1]} of `python -m "
@@ -745,6 +750,9 @@ def main() -> None:
         "--ablation-seeds", type=int, default=5, help="seeds 0..N-1 of each ablation row"
     )
     parser.add_argument("--ablation-jobs", type=int, default=1, help="ablation runs at once")
+    parser.add_argument(
+        "--ablation-rows", type=int, nargs="+", default=None, help="only these rows (1: the first)"
+    )
     parser.add_argument(
         "--ablation-overrides", default="", help="Hydra overrides for every ablation run (tests)"
     )

@@ -166,10 +166,38 @@ def test_ablation_section_adds_one_change_a_row(bz2_data_dir, tmp_path):
     for k in range(len(undone) - 1):  # each row undoes one change fewer than the row above
         assert undone[k].endswith(undone[k + 1]) or undone[k + 1].startswith("(none")
     for cells in rows.values():
-        val, test, per_seed = cells[1], cells[2], cells[3]
-        tests = [float(x) for x in per_seed.split()]
-        assert len(tests) == 2 and number(test) == pytest.approx(statistics.mean(tests), abs=0.006)
-        assert 0 <= number(val) <= 100
+        check_ablation_cells(cells, seeds=2)
+
+
+def check_ablation_cells(cells: list[str], seeds: int) -> None:
+    """Means over the per-seed cells, each an accuracy in percent."""
+    val, test, val_seeds, test_seeds = cells[1:5]
+    for mean, per_seed in ((val, val_seeds), (test, test_seeds)):
+        values = [float(x) for x in per_seed.split()]
+        assert len(values) == seeds and all(0 <= v <= 100 for v in values)
+        assert number(mean) == pytest.approx(statistics.mean(values), abs=0.006)
+
+
+@pytest.mark.slow
+def test_ablation_section_runs_the_rows_asked_for(bz2_data_dir, tmp_path):
+    overrides = "model.net.hidden_size=8 model.net.embedding_dim=8 data.preprocess_workers=1"
+    args = ["--section", "ablation", "--ablation-seeds", "2", "--ablation-overrides", overrides]
+    out = bench(bz2_data_dir, tmp_path, *args, "--ablation-rows", "3", str(len(ABLATION)))
+    rows = table_rows(out, "change (cumulative)")
+    assert list(rows) == [f"+ {ABLATION[2][0]}", f"+ {ABLATION[-1][0]}"]
+    assert rows[f"+ {ABLATION[2][0]}"][0] == " ".join(
+        f"`{o}`" for _, later in ABLATION[3:] for o in later
+    )
+    for cells in rows.values():
+        check_ablation_cells(cells, seeds=2)
+
+
+def test_ablation_section_refuses_a_row_it_does_not_have(tmp_path):
+    cmd = [sys.executable, "-m", "benchmarks.run", "--section", "ablation", "--ablation-rows"]
+    cmd += ["0", str(len(ABLATION) + 1), "--work-dir", str(tmp_path)]
+    done = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert done.returncode != 0
+    assert f"--ablation-rows: rows are 1..{len(ABLATION)}" in done.stderr
 
 
 @pytest.mark.slow
