@@ -226,7 +226,7 @@ def test_gpu_estimate_fit_reproduces_deepbench_rows():
 
 
 def test_gpu_estimate_section_prices_each_readme_run(bz2_data_dir, tmp_path):
-    from benchmarks.gpu_estimate import RUNS
+    from benchmarks.gpu_estimate import RUNS, compose
     from lstm_sentiment.config import yaml_settings
     from lstm_sentiment.data.files import FULL_SET_SIZES
 
@@ -241,14 +241,11 @@ def test_gpu_estimate_section_prices_each_readme_run(bz2_data_dir, tmp_path):
     held = round(full_cpu["max_train_reviews"] * full_cpu["val_fraction"])
     sizes = f"{full_cpu['max_train_reviews'] - held:,} / {held:,} / {FULL_SET_SIZES['test']:,}"
     assert rows["experiment=full_cpu (after make data)"][0].startswith(sizes + ", ")
-    batches = {name: yaml_settings("data/amazon_polarity")["batch_size"] for name in RUNS}
-    batches[next(n for n in RUNS if "reference" in n)] = yaml_settings("experiment/reference")[
-        "data"
-    ]["batch_size"]
     for name, cells in rows.items():
+        batch = compose(RUNS[name], str(tmp_path / "cache"), bz2_data_dir)[0].data.batch_size
         sizes, epochs = cells[0].rsplit(", ", 1)
         train = number(sizes.split(" / ")[0])
-        assert number(cells[1]) == number(epochs) * -(-train // batches[name])  # training batches
+        assert number(cells[1]) == number(epochs) * -(-train // batch)  # training batches
         assert number(cells[1].split(" x ")[1]) > 0  # a measured width
     estimates = [minutes(cells[-1]) for cells in rows.values()]
     assert 0 < estimates[0] < estimates[1] < estimates[2]  # sample < 200,000 reviews < all
